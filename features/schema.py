@@ -1,0 +1,258 @@
+"""The cohort contract: columns, dtypes, ranges and categories, and `validate(df)`.
+
+Validation never stops at the first problem: every problem in the table is
+collected and reported in one `CohortValidationError`, each naming the column,
+the offending row ids and what was expected.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+ID = "id"
+TREATMENT = "treatment"
+TREATED, CONTROL = "CIA", "CI"
+PFS_TIME, PFS_EVENT = "pfs_months", "pfs_event"
+OS_TIME, OS_EVENT = "os_months", "os_event"
+OUTCOMES = (PFS_TIME, PFS_EVENT, OS_TIME, OS_EVENT)
+ENDPOINTS = {"pfs": (PFS_TIME, PFS_EVENT), "os": (OS_TIME, OS_EVENT)}
+
+YES_NO = ("no", "yes")
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "sex": ("female", "male"),
+    "smoking": ("never", "ever"),
+    "histology": ("adenocarcinoma", "squamous", "other"),
+    "pdl1": ("<1%", "1-49%", ">=50%", "unknown"),
+    "prior_response": ("SD", "CR/PR", "PD"),
+    "brain_mets": YES_NO,
+    "liver_mets": YES_NO,
+    "bone_mets": YES_NO,
+    "ici_switch": YES_NO,
+    TREATMENT: (CONTROL, TREATED),
+}
+"""Allowed labels; the first label of each is the reference level in Cox tables."""
+
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    "age": (18.0, 110.0),
+    "ecog": (0.0, 2.0),
+    "pfs1_months": (0.0, 600.0),
+}
+"""Closed ranges for numeric covariates (pfs1_months must also be > 0)."""
+
+COVARIATES: tuple[str, ...] = (
+    "age", "sex", "smoking", "ecog", "histology", "pdl1", "prior_response",
+    "pfs1_months", "brain_mets", "liver_mets", "bone_mets", "ici_switch",
+)
+"""Baseline covariates; any of them may be missing (NaN) and is imputed later."""
+
+COLUMNS: tuple[str, ...] = (ID, *COVARIATES, TREATMENT, *OUTCOMES)
+"""Every column of a cohort table, in canonical order."""
+
+CATEGORICAL_COVARIATES = tuple(c for c in COVARIATES if c in CATEGORIES)
+NUMERIC_COVARIATES = tuple(c for c in COVARIATES if c in NUMERIC_RANGES)
+MAX_ROWS_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a cohort table."""
+
+    column: str
+    expected: str
+    rows: tuple[str, ...] = ()
+    found: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        text = f"column '{self.column}': expected {self.expected}"
+        if self.rows:
+            shown = ", ".join(self.rows[:MAX_ROWS_SHOWN])
+            more = f" (+{len(self.rows) - MAX_ROWS_SHOWN} more)" if len(self.rows) > MAX_ROWS_SHOWN else ""
+            text += f"; {len(self.rows)} row(s) fail, ids: {shown}{more}"
+        if self.found:
+            text += f"; found: {', '.join(self.found[:MAX_ROWS_SHOWN])}"
+        return text
+
+
+@dataclass
+class CohortValidationError(ValueError):
+    """Raised with every problem found in a cohort table."""
+
+    problems: list[Problem] = field(default_factory=list)
+    source: str = "cohort table"
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} is not a valid cohort: {len(self.problems)} problem(s)"]
+        lines += [f"  - {p.describe()}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def validate(df: pd.DataFrame, source: str = "cohort table") -> pd.DataFrame:
+    """Check `df` against the cohort contract and return a typed copy.
+
+    Numeric covariates and times come back as float64, events as int64, ids and
+    category labels as str (missing covariates stay NaN). Raises
+    `CohortValidationError` listing every problem found.
+    """
+    problems = _structure_problems(df)
+    if any(p.column in (ID, "<table>") for p in problems):
+        raise CohortValidationError(problems, source)
+    typed, coercion_problems = _coerce(df)
+    problems += coercion_problems
+    problems += _value_problems(typed, {p.column: set(p.rows) for p in coercion_problems})
+    if problems:
+        raise CohortValidationError(problems, source)
+    typed[[PFS_EVENT, OS_EVENT]] = typed[[PFS_EVENT, OS_EVENT]].astype("int64")
+    return typed[list(COLUMNS)].reset_index(drop=True)
+
+
+def _structure_problems(df: pd.DataFrame) -> list[Problem]:
+    if not isinstance(df, pd.DataFrame):
+        return [Problem("<table>", f"a pandas DataFrame, got {type(df).__name__}")]
+    if len(df) == 0:
+        return [Problem("<table>", "at least one patient row, the table is empty")]
+    problems = []
+    missing = [c for c in COLUMNS if c not in df.columns]
+    extra = [str(c) for c in df.columns if c not in COLUMNS]
+    problems += [Problem(c, "this column, which is missing") for c in missing]
+    problems += [
+        Problem(c, f"no such column (allowed: {', '.join(COLUMNS)}); map or drop it") for c in extra
+    ]
+    dup = df.columns[df.columns.duplicated()].unique()
+    problems += [Problem(str(c), "each column once, it appears more than once") for c in dup]
+    if ID in df.columns and not len(dup):
+        problems += _id_problems(df[ID])
+    return problems
+
+
+def _id_problems(ids: pd.Series) -> list[Problem]:
+    problems = []
+    missing = ids.isna()
+    if missing.any():
+        problems.append(Problem(ID, "a patient id on every row", _row_labels(ids, missing)))
+    as_text = ids[~missing].astype(str)
+    dup = as_text.duplicated(keep=False)
+    if dup.any():
+        problems.append(
+            Problem(ID, "unique patient ids", tuple(dict.fromkeys(as_text[dup])), ())
+        )
+    return problems
+
+
+def _row_labels(ids: pd.Series, mask: pd.Series) -> tuple[str, ...]:
+    """Ids of the masked rows; the row number where the id itself is missing."""
+    return tuple(f"row {i + 1}" for i in np.flatnonzero(mask.to_numpy()))
+
+
+def _coerce(df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Parse numbers and normalise labels, reporting values that cannot be parsed."""
+    out = df.copy()
+    out[ID] = out[ID].astype(str)
+    problems = []
+    for col in (*NUMERIC_COVARIATES, *OUTCOMES):
+        if col not in out.columns:
+            continue
+        raw = out[col]
+        parsed = pd.to_numeric(raw, errors="coerce")
+        if pd.api.types.is_bool_dtype(raw):
+            parsed = raw.astype(float)
+        bad = parsed.isna() & raw.notna()
+        if bad.any():
+            problems.append(
+                Problem(col, "a number", tuple(out.loc[bad, ID]), tuple(map(str, raw[bad].unique())))
+            )
+        out[col] = parsed.astype("float64")
+    for col in CATEGORIES:
+        if col in out.columns:
+            out[col] = out[col].map(lambda v: v if pd.isna(v) else str(v).strip())
+    return out, problems
+
+
+def _cohort_schema() -> pa.DataFrameSchema:
+    cat = {
+        c: pa.Column(
+            object, pa.Check.isin(list(labels), error=f"one of {', '.join(labels)}"),
+            nullable=c != TREATMENT,
+        )
+        for c, labels in CATEGORIES.items()
+    }
+    num = {
+        c: pa.Column(
+            float,
+            pa.Check.in_range(lo, hi, error=f"a value in [{lo:g}, {hi:g}]"),
+            nullable=True,
+        )
+        for c, (lo, hi) in NUMERIC_RANGES.items()
+    }
+    num["pfs1_months"] = pa.Column(
+        float, [pa.Check.gt(0, error="a time > 0 (months)"),
+                pa.Check.le(600, error="a time <= 600 months")], nullable=True
+    )
+    num["ecog"] = pa.Column(
+        float, pa.Check.isin([0.0, 1.0, 2.0], error="an ECOG score of 0, 1 or 2"), nullable=True
+    )
+    outcome = {
+        t: pa.Column(float, pa.Check.gt(0, error="a time > 0 (months)"), nullable=False)
+        for t in (PFS_TIME, OS_TIME)
+    }
+    outcome |= {
+        e: pa.Column(float, pa.Check.isin([0.0, 1.0], error="an event indicator 0 or 1"),
+                     nullable=False)
+        for e in (PFS_EVENT, OS_EVENT)
+    }
+    return pa.DataFrameSchema(
+        {**cat, **num, **outcome},
+        checks=[
+            pa.Check(
+                lambda d: (d[OS_TIME] >= d[PFS_TIME]) | d[OS_TIME].isna() | d[PFS_TIME].isna(),
+                error=f"{OS_TIME} >= {PFS_TIME} (overall survival cannot end before PFS)",
+                name="os_after_pfs",
+            )
+        ],
+        strict=False,
+    )
+
+
+def _value_problems(df: pd.DataFrame, unparsable: dict[str, set[str]]) -> list[Problem]:
+    """Range, category, missingness and cross-column checks (pandera, lazy)."""
+    schema = _cohort_schema()
+    schema = schema.select_columns([c for c in schema.columns if c in df.columns])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            schema.validate(df, lazy=True)
+            return []
+        except pa.errors.SchemaErrors as err:
+            cases = err.failure_cases
+    ids = df[ID]
+    problems = []
+    table_wide = cases["schema_context"] == "DataFrameSchema"
+    for check, group in cases[table_wide].groupby("check", sort=False):
+        rows = tuple(dict.fromkeys(ids.iloc[int(i)] for i in group["index"].dropna()))
+        problems.append(Problem(f"{OS_TIME}/{PFS_TIME}", str(check), rows))
+    for (column, check), group in cases[~table_wide].groupby(["column", "check"], sort=False):
+        rows = [ids.iloc[int(i)] for i in group["index"].dropna().unique()]
+        if check == "not_nullable":
+            # an unparsable value became NaN and was reported already as "a number"
+            rows = [r for r in rows if r not in unparsable.get(column, set())]
+            if not rows:
+                continue
+            expected = "a value on every row (this column may not be missing)"
+        else:
+            expected = str(check)
+        found = tuple(dict.fromkeys(str(v) for v in group["failure_case"] if pd.notna(v)))
+        problems.append(Problem(str(column), expected, tuple(rows), found))
+    return problems
+
+
+def survival_target(df: pd.DataFrame, endpoint: str = "pfs") -> np.ndarray:
+    """The one outcome type: a structured array (event: bool, time: float), months."""
+    time_col, event_col = ENDPOINTS[endpoint]
+    y = np.empty(len(df), dtype=[("event", bool), ("time", float)])
+    y["event"] = df[event_col].to_numpy().astype(bool)
+    y["time"] = df[time_col].to_numpy(dtype=float)
+    return y
