@@ -167,3 +167,70 @@ def km_medians_by_group(df: pd.DataFrame, group: str = schema.TREATMENT) -> pd.D
             rows.append({"endpoint": endpoint, "group": label, "n": m.n, "events": m.events,
                          "median": m.median, "ci_low": m.ci_low, "ci_high": m.ci_high})
     return pd.DataFrame(rows)
+
+
+# --- propensity and inverse probability of treatment weights ---------------------------
+
+DEFAULT_CONFOUNDERS = ("age", "sex", "smoking", "ecog", "histology", "pdl1", "prior_response",
+                       "brain_mets", "liver_mets", "bone_mets")
+"""Baseline covariates that may drive the choice of an anti-angiogenic drug."""
+
+
+def fit_propensity(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = DEFAULT_CONFOUNDERS,
+                   group: str = schema.TREATMENT, treated: str = schema.TREATED):
+    """Fit an (unpenalised) logistic propensity model P(treated | confounders).
+
+    Returns a fitted scikit-learn Pipeline (impute, encode, scale, logistic) whose
+    `predict_proba(df)[:, 1]` is the propensity. Fit it on training rows only.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from features.pipeline import FeatureSpec, build_preprocessor, cohort_spec
+
+    full = cohort_spec(include_treatment=False)
+    spec = FeatureSpec(
+        numeric=tuple(c for c in full.numeric if c in confounders),
+        categorical={c: lv for c, lv in full.categorical.items() if c in confounders},
+    )
+    model = Pipeline([
+        ("pre", build_preprocessor(spec)),
+        ("logit", LogisticRegression(C=np.inf, max_iter=5000)),
+    ])
+    treated_mask = (df[group] == treated).to_numpy()
+    return model.fit(df, treated_mask.astype(int))
+
+
+def iptw_weights(propensity: np.ndarray, treated: np.ndarray, estimand: str = "ate",
+                 stabilized: bool = True, truncate: tuple[float, float] | None = None
+                 ) -> np.ndarray:
+    """Inverse probability of treatment weights.
+
+    estimand: "ate" (1/e, 1/(1-e)), "att" (1, e/(1-e)) or "overlap" (1-e, e).
+    stabilized: multiply ATE weights by the marginal P(group), so they average ~1 per group
+        (ATT and overlap weights are left as they are).
+    truncate: (low, high) percentiles at which the weights are capped, e.g. (1, 99).
+    """
+    e = np.asarray(propensity, dtype=float)
+    t = np.asarray(treated, dtype=bool)
+    if estimand == "ate":
+        w = np.where(t, 1 / e, 1 / (1 - e))
+        if stabilized:
+            p = t.mean()
+            w = w * np.where(t, p, 1 - p)
+    elif estimand == "att":
+        w = np.where(t, 1.0, e / (1 - e))  # already on the treated group's scale
+    elif estimand == "overlap":
+        w = np.where(t, 1 - e, e)
+    else:
+        raise ValueError(f"unknown estimand '{estimand}', expected ate, att or overlap")
+    if truncate is not None:
+        lo, hi = np.percentile(w, truncate)
+        w = np.clip(w, lo, hi)
+    return w
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2."""
+    w = np.asarray(weights, dtype=float)
+    return float(w.sum() ** 2 / np.sum(w**2))

@@ -1,0 +1,128 @@
+"""From a validated table to a feature matrix: `build_preprocessor(spec)`.
+
+The preprocessor is returned unfitted; it is fitted on training folds only, inside
+the same scikit-learn Pipeline as the model, so no imputation or scaling statistic
+ever sees held-out rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from features import schema
+
+ONE_HOT_SEPARATOR = "="
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns are numeric and which categorical (with their levels, reference first)."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: dict[str, tuple[object, ...] | None] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def cohort_spec(include_treatment: bool = True,
+                exclude: Sequence[str] = ()) -> FeatureSpec:
+    """The features of a rechallenge cohort: every baseline covariate (+ treatment).
+
+    ECOG is categorical (its effect is not linear: ECOG 2 carries the risk).
+    """
+    numeric = tuple(c for c in ("age", "pfs1_months") if c not in exclude)
+    categorical: dict[str, tuple[object, ...] | None] = {
+        c: schema.CATEGORIES[c] for c in schema.CATEGORICAL_COVARIATES if c not in exclude
+    }
+    if "ecog" not in exclude:
+        categorical["ecog"] = (0.0, 1.0, 2.0)
+    if include_treatment:
+        categorical[schema.TREATMENT] = schema.CATEGORIES[schema.TREATMENT]
+    return FeatureSpec(numeric=numeric, categorical=categorical)
+
+
+def infer_spec(df: pd.DataFrame, exclude: Sequence[str] = (),
+               categorical: Sequence[str] = (), numeric: Sequence[str] = (),
+               max_levels: int = 30) -> FeatureSpec:
+    """Guess numeric vs categorical for a user table; `categorical`/`numeric` override.
+
+    A non-numeric column with more than `max_levels` distinct values is refused (it
+    is probably an id or free text), with a message naming it.
+    """
+    num, cat = [], {}
+    for col in df.columns:
+        if col in exclude:
+            continue
+        if col in categorical:
+            cat[col] = None
+        elif col in numeric or pd.api.types.is_numeric_dtype(df[col]) and col not in categorical:
+            if pd.api.types.is_bool_dtype(df[col]):
+                cat[col] = None
+            else:
+                num.append(col)
+        else:
+            n_levels = df[col].nunique(dropna=True)
+            if n_levels > max_levels:
+                raise ValueError(
+                    f"column '{col}' is text with {n_levels} distinct values (more than "
+                    f"{max_levels}); drop it or declare it categorical"
+                )
+            cat[col] = None
+    for col in df.columns:
+        if col in exclude:
+            continue
+        if df[col].isna().all():
+            raise ValueError(f"feature column '{col}' is entirely missing; drop it")
+    return FeatureSpec(numeric=tuple(num), categorical=cat)
+
+
+def build_preprocessor(spec: FeatureSpec, scale: bool = True,
+                       drop_reference: bool = True) -> ColumnTransformer:
+    """Unfitted ColumnTransformer: impute (median / most frequent), scale, one-hot.
+
+    One-hot columns are named `feature=level`; with `drop_reference` the first level
+    (the reference of a Cox table) is dropped so linear models are identifiable.
+    Output is a pandas DataFrame.
+    """
+    numeric_steps = [("impute", SimpleImputer(strategy="median"))]
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    categories = [
+        list(levels) if levels is not None else "auto" for levels in spec.categorical.values()
+    ]
+    encoder = OneHotEncoder(
+        categories=categories if categories else "auto",
+        drop="first" if drop_reference else None,
+        handle_unknown="ignore",
+        sparse_output=False,
+        feature_name_combiner=lambda feat, level: f"{feat}{ONE_HOT_SEPARATOR}{level}",
+    )
+    categorical_steps = Pipeline(
+        [("impute", SimpleImputer(strategy="most_frequent")), ("onehot", encoder)]
+    )
+    transformers = []
+    if spec.numeric:
+        transformers.append(("num", Pipeline(numeric_steps), list(spec.numeric)))
+    if spec.categorical:
+        transformers.append(("cat", categorical_steps, list(spec.categorical)))
+    ct = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    return ct.set_output(transform="pandas")
+
+
+def original_feature(column: str, spec: FeatureSpec) -> str:
+    """The input feature a transformed column comes from (`smoking=ever` -> `smoking`)."""
+    if column in spec.numeric:
+        return column
+    base = column.split(ONE_HOT_SEPARATOR, 1)[0]
+    if base in spec.categorical:
+        return base
+    raise KeyError(f"column '{column}' does not come from the feature spec")
