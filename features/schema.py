@@ -53,6 +53,9 @@ COVARIATES: tuple[str, ...] = (
 COLUMNS: tuple[str, ...] = (ID, *COVARIATES, TREATMENT, *OUTCOMES)
 """Every column of a cohort table, in canonical order."""
 
+ORDINAL_LEVELS: dict[str, tuple[float, ...]] = {"ecog": (0.0, 1.0, 2.0)}
+"""Numeric covariates that are summarised and modelled as categories."""
+
 CATEGORICAL_COVARIATES = tuple(c for c in COVARIATES if c in CATEGORIES)
 NUMERIC_COVARIATES = tuple(c for c in COVARIATES if c in NUMERIC_RANGES)
 MAX_ROWS_SHOWN = 8

@@ -22,6 +22,21 @@ def _weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     return mean, var
 
 
+def _levels(cov: str, values: pd.Series) -> list | None:
+    """Category levels of a covariate, or None if it is summarised as a number."""
+    if cov in schema.CATEGORIES:
+        return list(schema.CATEGORIES[cov])
+    if cov in schema.ORDINAL_LEVELS:
+        return list(schema.ORDINAL_LEVELS[cov])
+    if not pd.api.types.is_numeric_dtype(values):
+        return sorted(values.dropna().unique(), key=str)
+    return None
+
+
+def _level_name(level: object) -> str:
+    return f"{level:g}" if isinstance(level, float) else str(level)
+
+
 def _indicator_columns(df: pd.DataFrame, covariates: list[str]) -> dict[str, np.ndarray]:
     """One numeric column per numeric covariate, one 0/1 column per category level.
 
@@ -30,12 +45,12 @@ def _indicator_columns(df: pd.DataFrame, covariates: list[str]) -> dict[str, np.
     cols: dict[str, np.ndarray] = {}
     for cov in covariates:
         values = df[cov]
-        if cov in schema.CATEGORIES or not pd.api.types.is_numeric_dtype(values):
-            levels = schema.CATEGORIES.get(cov) or sorted(values.dropna().unique(), key=str)
+        levels = _levels(cov, values)
+        if levels is not None:
             for level in levels:
                 ind = (values == level).astype(float).to_numpy()
                 ind[values.isna().to_numpy()] = np.nan
-                cols[f"{cov}[{level}]"] = ind
+                cols[f"{cov}[{_level_name(level)}]"] = ind
         else:
             cols[cov] = values.to_numpy(dtype=float)
     return cols
@@ -113,15 +128,14 @@ def table_one(
         n_row[g] = f"{w[m].sum():.0f}" if np.allclose(w, 1) else f"{w[m].sum():.1f}"
     rows.append(n_row | {"smd": np.nan, "missing": 0})
     for cov in covariates:
-        categorical = cov in schema.CATEGORIES or not pd.api.types.is_numeric_dtype(df[cov])
-        levels = (schema.CATEGORIES.get(cov) or sorted(df[cov].dropna().unique(), key=str)) \
-            if categorical else [None]
+        levels = _levels(cov, df[cov])
+        categorical = levels is not None
         missing = int(df[cov].isna().sum())
-        for level in levels:
-            row = {"variable": cov, "level": "" if level is None else str(level)}
+        for level in levels or [None]:
+            row = {"variable": cov, "level": "" if level is None else _level_name(level)}
             for g, m in masks.items():
                 row[g] = _summarise(df.loc[m, cov], w[m], categorical, level)
-            key = f"{cov}[{level}]" if categorical else cov
+            key = f"{cov}[{_level_name(level)}]" if categorical else cov
             row |= {"smd": smd.get(key, np.nan), "missing": missing}
             rows.append(row)
     return pd.DataFrame(rows, columns=["variable", "level", control, treated, "smd", "missing"])

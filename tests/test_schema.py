@@ -1,0 +1,164 @@
+"""The cohort contract: each kind of bad table gives the promised message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import schema
+from features.schema import CohortValidationError, validate
+
+
+def good_table(n: int = 6) -> pd.DataFrame:
+    """A small valid cohort built by hand (independent of the twin generator)."""
+    rng = np.random.default_rng(0)
+    pfs = np.round(rng.uniform(1, 20, n), 2)
+    return pd.DataFrame({
+        "id": [f"P{i:02d}" for i in range(n)],
+        "age": rng.uniform(40, 80, n).round(1),
+        "sex": ["male", "female"] * (n // 2),
+        "smoking": ["ever", "never"] * (n // 2),
+        "ecog": [0, 1, 2] * (n // 3),
+        "histology": ["adenocarcinoma", "squamous", "other"] * (n // 3),
+        "pdl1": ["<1%", "1-49%", ">=50%", "unknown", "<1%", "1-49%"][:n],
+        "prior_response": ["CR/PR", "SD", "PD"] * (n // 3),
+        "pfs1_months": rng.uniform(1, 15, n).round(2),
+        "brain_mets": ["yes", "no"] * (n // 2),
+        "liver_mets": ["no", "yes"] * (n // 2),
+        "bone_mets": ["no"] * n,
+        "ici_switch": ["yes"] * n,
+        "treatment": ["CIA", "CI"] * (n // 2),
+        "pfs_months": pfs,
+        "pfs_event": [1, 0] * (n // 2),
+        "os_months": pfs + 3.0,
+        "os_event": [1, 0] * (n // 2),
+    })
+
+
+def problems_of(df: pd.DataFrame) -> list[schema.Problem]:
+    with pytest.raises(CohortValidationError) as info:
+        validate(df)
+    return info.value.problems
+
+
+def only_problem(df: pd.DataFrame) -> schema.Problem:
+    problems = problems_of(df)
+    assert len(problems) == 1, [p.describe() for p in problems]
+    return problems[0]
+
+
+def test_valid_table_passes_and_is_typed():
+    out = validate(good_table())
+    assert list(out.columns) == list(schema.COLUMNS)
+    assert out["pfs_event"].dtype == "int64"
+    assert out["age"].dtype == "float64"
+    assert out["ecog"].dtype == "float64"
+
+
+def test_empty_table():
+    p = only_problem(good_table().iloc[0:0])
+    assert "empty" in p.expected
+
+
+def test_missing_column_is_named():
+    p = only_problem(good_table().drop(columns="smoking"))
+    assert p.column == "smoking" and "missing" in p.expected
+
+
+def test_extra_column_is_named():
+    p = only_problem(good_table().assign(hospital="A"))
+    assert p.column == "hospital" and "no such column" in p.expected
+
+
+def test_wrong_type_names_rows_and_values():
+    df = good_table().astype({"age": object})
+    df.loc[2, "age"] = "sixty"
+    p = only_problem(df)
+    assert (p.column, p.expected, p.rows, p.found) == ("age", "a number", ("P02",), ("sixty",))
+
+
+@pytest.mark.parametrize("col", ["pfs_months", "os_months"])
+@pytest.mark.parametrize("value", [0.0, -1.5])
+def test_non_positive_times(col, value):
+    df = good_table()
+    df.loc[1, col] = value
+    problems = problems_of(df)
+    assert any(p.column == col and "> 0" in p.expected and p.rows == ("P01",) for p in problems)
+
+
+@pytest.mark.parametrize("col", ["pfs_event", "os_event"])
+def test_event_not_zero_one(col):
+    df = good_table()
+    df.loc[3, col] = 2
+    p = only_problem(df)
+    assert p.column == col and "0 or 1" in p.expected and p.rows == ("P03",)
+
+
+def test_os_shorter_than_pfs():
+    df = good_table()
+    df.loc[4, "os_months"] = df.loc[4, "pfs_months"] - 0.5
+    p = only_problem(df)
+    assert "os_months >= pfs_months" in p.expected and p.rows == ("P04",)
+
+
+def test_duplicate_ids():
+    df = good_table()
+    df.loc[5, "id"] = "P00"
+    p = only_problem(df)
+    assert p.column == "id" and "unique" in p.expected and p.rows == ("P00",)
+
+
+def test_unknown_category_names_value():
+    df = good_table()
+    df.loc[0, "smoking"] = "former"
+    p = only_problem(df)
+    assert p.column == "smoking" and p.found == ("former",) and "ever" in p.expected
+
+
+@pytest.mark.parametrize("col", ["pfs_months", "pfs_event", "os_months", "os_event", "treatment"])
+def test_nan_in_required_column(col):
+    df = good_table()
+    df[col] = df[col].astype(object)
+    df.loc[2, col] = np.nan
+    problems = problems_of(df)
+    assert any(p.column == col and "every row" in p.expected and p.rows == ("P02",)
+               for p in problems)
+
+
+def test_optional_covariates_may_be_missing_and_are_kept():
+    df = good_table()
+    df.loc[0, "age"] = np.nan
+    df.loc[1, "pdl1"] = np.nan
+    df.loc[2, "ecog"] = np.nan
+    out = validate(df)
+    assert len(out) == len(df)
+    assert out["age"].isna().sum() == 1 and out["pdl1"].isna().sum() == 1
+
+
+def test_all_problems_reported_at_once():
+    df = good_table().astype({"age": object})
+    df.loc[0, "age"] = "x"
+    df.loc[1, "sex"] = "M"
+    df.loc[2, "pfs_event"] = 5
+    with pytest.raises(CohortValidationError) as info:
+        validate(df)
+    text = str(info.value)
+    assert "3 problem(s)" in text
+    for fragment in ("column 'age'", "column 'sex'", "column 'pfs_event'", "P00", "P01", "P02"):
+        assert fragment in text
+
+
+def test_out_of_range_age():
+    df = good_table()
+    df.loc[1, "age"] = 300
+    p = only_problem(df)
+    assert p.column == "age" and "[18, 110]" in p.expected and p.found == ("300.0",)
+
+
+def test_survival_target_is_structured_event_time():
+    df = validate(good_table())
+    y = schema.survival_target(df, "os")
+    assert y.dtype.names == ("event", "time")
+    assert y["event"].dtype == bool
+    np.testing.assert_allclose(y["time"], df["os_months"])
