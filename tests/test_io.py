@@ -106,6 +106,6 @@ def test_missing_file(tmp_path):
 
 def test_write_table_leaves_no_partial_file(tmp_path):
     bad = pd.DataFrame({"a": [object()]})  # parquet cannot store a bare object
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         io.write_table(bad, tmp_path / "x.parquet")
     assert list(tmp_path.iterdir()) == []
