@@ -1,11 +1,15 @@
-"""Group comparisons for a cohort: Table 1, standardized mean differences, KM medians.
+"""Group comparisons for a cohort: Table 1, SMD, KM medians, propensity, IPTW, weighted Cox.
 
 Weights are optional everywhere, so the same functions give the balance before and
-after inverse probability of treatment weighting.
+after inverse probability of treatment weighting. The weighted Cox model and the
+weighted log-rank test are implemented here in numpy (Efron ties, robust sandwich
+variance) so that they can be checked against lifelines independently and are cheap
+enough to re-fit in every bootstrap resample.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,7 +213,8 @@ def fit_propensity(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = 
     )
     model = Pipeline([
         ("pre", build_preprocessor(spec)),
-        ("logit", LogisticRegression(C=np.inf, max_iter=5000)),
+        # newton-cholesky reaches the unpenalised MLE exactly (lbfgs stops near it)
+        ("logit", LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200)),
     ])
     treated_mask = (df[group] == treated).to_numpy()
     return model.fit(df, treated_mask.astype(int))
@@ -248,3 +253,476 @@ def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2."""
     w = np.asarray(weights, dtype=float)
     return float(w.sum() ** 2 / np.sum(w**2))
+
+
+# --- input checks: positivity, separation, extreme weights ----------------------------
+
+
+class CausalInputError(ValueError):
+    """A cohort on which a causal (IPTW) analysis cannot be run, with the reason."""
+
+
+class ExtremeWeightsWarning(UserWarning):
+    """IPTW weights so uneven that a few patients carry a group (the ESS says how few)."""
+
+
+class SeparationWarning(UserWarning):
+    """A confounder level seen in one group only: its propensity log-odds diverge."""
+
+
+EXTREME_ESS_FRACTION = 0.5
+"""Warn when a group's ESS falls below this fraction of its patients."""
+EXTREME_WEIGHT_RATIO = 10.0
+"""Warn when one weight exceeds this multiple of its group's mean weight."""
+PROPENSITY_EPS = 1e-8
+
+
+def group_sizes(df: pd.DataFrame, group: str = schema.TREATMENT, treated: str = schema.TREATED,
+                control: str = schema.CONTROL) -> dict[str, int]:
+    """Patients per group; raise if either group is empty (nothing to compare)."""
+    sizes = {g: int((df[group] == g).sum()) for g in (treated, control)}
+    if min(sizes.values()) == 0:
+        found = ", ".join(f"{g}: {k}" for g, k in sizes.items())
+        raise CausalInputError(
+            f"a treatment comparison needs patients in both groups, found {found} "
+            f"(column '{group}'); IPTW, log-rank and the treatment hazard ratio are undefined"
+        )
+    return sizes
+
+
+def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str],
+                      group: str = schema.TREATMENT, treated: str = schema.TREATED
+                      ) -> tuple[str, ...]:
+    """The confounders a propensity model can use; raise or warn on the ones it cannot.
+
+    - a confounder missing from the table, or missing on every row: error;
+    - constant in the whole cohort: dropped with a warning (it cannot confound);
+    - constant within one group but not the other: error. The propensity model is then
+      separated on it, and no weighting can make the groups comparable on it
+      (positivity is violated for the patients the other group does not have);
+    - a category level present in one group only (a rare level, say): warning, the
+      model's log-odds for that level diverge and those patients get a propensity of
+      about 0 or 1, so the estimate says nothing about them.
+    """
+    is_t = (df[group] == treated).to_numpy()
+    usable = []
+    for cov in confounders:
+        if cov not in df.columns:
+            raise CausalInputError(f"confounder '{cov}' is not a column of the cohort table")
+        values = df[cov]
+        if values.isna().all():
+            raise CausalInputError(f"confounder '{cov}' is missing on every row")
+        observed = values.dropna()
+        if observed.nunique() < 2:
+            warnings.warn(f"confounder '{cov}' has one value ({observed.iloc[0]}) for every patient; "
+                          "left out of the propensity model", SeparationWarning, stacklevel=2)
+            continue
+        for label, mask in ((treated, is_t), ("the other group", ~is_t)):
+            in_group = values[mask].dropna()
+            if len(in_group) and in_group.nunique() == 1:
+                raise CausalInputError(
+                    f"confounder '{cov}' is '{_level_name(in_group.iloc[0])}' for every patient "
+                    f"in {label} ({len(in_group)} patients) but varies in the other: the "
+                    "propensity model is separated on it and no weighting can balance it "
+                    "(positivity violated); drop it from the confounders or check the data"
+                )
+        levels = _levels(cov, values)
+        for level in levels or []:
+            at_level = (values == level).to_numpy()
+            n_t, n_c = int((at_level & is_t).sum()), int((at_level & ~is_t).sum())
+            if (n_t == 0) != (n_c == 0):
+                only = treated if n_c == 0 else "the other group"
+                warnings.warn(
+                    f"confounder level {cov}={_level_name(level)} occurs only in {only} "
+                    f"({n_t + n_c} patients): its propensity log-odds diverge (quasi-complete "
+                    "separation) and the weighted comparison says nothing about these patients",
+                    SeparationWarning, stacklevel=2)
+        usable.append(cov)
+    if not usable:
+        raise CausalInputError("no usable confounder left for the propensity model")
+    return tuple(usable)
+
+
+def check_separation(propensity: np.ndarray, treated: np.ndarray) -> None:
+    """Raise if the fitted propensity separates the groups or hits 0/1 on the wrong side.
+
+    Perfect separation makes the logistic MLE infinite: propensities collapse to 0 and
+    1 and the IPTW weights of any patient 'on the wrong side' become infinite.
+    """
+    e = np.asarray(propensity, dtype=float)
+    t = np.asarray(treated, dtype=bool)
+    if not np.all(np.isfinite(e)):
+        raise CausalInputError("the propensity model returned non-finite probabilities")
+    complete = e[t].min() > e[~t].max() or e[t].max() < e[~t].min()
+    wrong_side = np.sum(t & (e < PROPENSITY_EPS)) + np.sum(~t & (e > 1 - PROPENSITY_EPS))
+    if complete or wrong_side:
+        raise CausalInputError(
+            "perfect separation in the propensity model: the confounders predict the treatment "
+            "group exactly" + ("" if complete else f" for {int(wrong_side)} patient(s) in the "
+                               "opposite group, whose weights would be infinite")
+            + "; IPTW is not possible. Remove the confounder(s) that determine treatment "
+            "(look at Table 1 for a covariate with no overlap between the groups)"
+        )
+
+
+def weight_diagnostics(weights: np.ndarray, treated: np.ndarray,
+                       labels: tuple[str, str] = (schema.TREATED, schema.CONTROL)) -> pd.DataFrame:
+    """Per group: patients, sum of weights, Kish ESS, ESS / n, largest weight / mean weight."""
+    w = np.asarray(weights, dtype=float)
+    t = np.asarray(treated, dtype=bool)
+    rows = []
+    for label, mask in ((labels[0], t), (labels[1], ~t), ("all", np.ones_like(t))):
+        wg = w[mask]
+        ess = effective_sample_size(wg)
+        rows.append({"group": label, "n": int(mask.sum()), "sum_weights": float(wg.sum()),
+                     "ess": ess, "ess_fraction": ess / mask.sum(),
+                     "max_weight": float(wg.max()), "max_to_mean": float(wg.max() / wg.mean())})
+    return pd.DataFrame(rows)
+
+
+def warn_extreme_weights(diagnostics: pd.DataFrame) -> None:
+    """Warn (with the ESS) when a group's weights are dominated by a few patients."""
+    groups = diagnostics[diagnostics["group"] != "all"]
+    bad = groups[(groups["ess_fraction"] < EXTREME_ESS_FRACTION)
+                 | (groups["max_to_mean"] > EXTREME_WEIGHT_RATIO)]
+    if len(bad):
+        parts = [f"{r.group}: ESS {r.ess:.1f} of {r.n} patients ({100 * r.ess_fraction:.0f}%), "
+                 f"largest weight {r.max_to_mean:.1f}x the group mean" for r in bad.itertuples()]
+        warnings.warn(
+            "extreme IPTW weights, the weighted estimates rest on few patients (" + "; ".join(parts)
+            + "); consider truncation (e.g. truncate: [1, 99]) or overlap weights",
+            ExtremeWeightsWarning, stacklevel=2)
+
+
+# --- the IPTW step as one call ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IPTW:
+    """Fitted propensity model, propensity scores and weights of one cohort."""
+
+    propensity: np.ndarray
+    weights: np.ndarray
+    treated: np.ndarray
+    confounders: tuple[str, ...]
+    estimand: str
+    stabilized: bool
+    truncate: tuple[float, float] | None
+    diagnostics: pd.DataFrame
+    model: object
+
+
+def estimate_iptw(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = DEFAULT_CONFOUNDERS,
+                  estimand: str = "ate", stabilized: bool = True,
+                  truncate: tuple[float, float] | None = None, group: str = schema.TREATMENT,
+                  treated: str = schema.TREATED, control: str = schema.CONTROL) -> IPTW:
+    """Check the input, fit the logistic propensity model, and weight (see `iptw_weights`).
+
+    Raises `CausalInputError` for a single group, a confounder constant within a group
+    or perfect separation; warns `ExtremeWeightsWarning` with the ESS per group.
+    """
+    group_sizes(df, group, treated, control)
+    usable = check_confounders(df, confounders, group, treated)
+    model = fit_propensity(df, usable, group, treated)
+    e = model.predict_proba(df)[:, 1]
+    t = (df[group] == treated).to_numpy()
+    check_separation(e, t)
+    w = iptw_weights(e, t, estimand, stabilized, truncate)
+    diagnostics = weight_diagnostics(w, t, (treated, control))
+    warn_extreme_weights(diagnostics)
+    return IPTW(propensity=e, weights=w, treated=t, confounders=usable, estimand=estimand,
+                stabilized=stabilized, truncate=truncate, diagnostics=diagnostics, model=model)
+
+
+def propensity_design(iptw: IPTW, df: pd.DataFrame) -> np.ndarray:
+    """The propensity model's design matrix (imputed, one-hot, scaled) for `df`."""
+    return np.asarray(iptw.model.named_steps["pre"].transform(df), dtype=float)
+
+
+def refit_weights(design: np.ndarray, treated: np.ndarray, estimand: str, stabilized: bool,
+                  truncate: tuple[float, float] | None) -> np.ndarray:
+    """Re-fit the logistic propensity on a (resampled) design matrix and return new weights.
+
+    The bootstrap uses this instead of `fit_propensity`: the unpenalised logistic MLE
+    is invariant to the scaling step and the one-hot levels are fixed, so only the
+    imputation medians are held at their full-cohort values (a negligible shortcut
+    that makes a resample ~5x cheaper).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    logit = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200)
+    e = logit.fit(design, treated.astype(int)).predict_proba(design)[:, 1]
+    e = np.clip(e, PROPENSITY_EPS, 1 - PROPENSITY_EPS)  # a resample may be (quasi-)separated
+    return iptw_weights(e, treated, estimand, stabilized, truncate)
+
+
+def stratified_resample(treated: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of a bootstrap resample drawn within each group (sizes kept fixed).
+
+    Keeping the group sizes guarantees both groups in every resample and keeps the
+    stabilising factor P(group) constant.
+    """
+    idx = [rng.choice(np.flatnonzero(m), size=int(m.sum()), replace=True)
+           for m in (treated, ~treated)]
+    return np.concatenate(idx)
+
+
+# --- Cox proportional hazards, weighted, with a robust sandwich variance ---------------
+
+
+@dataclass(frozen=True)
+class CoxFit:
+    """A (weighted) Cox fit: coefficients, model-based and robust (sandwich) SEs."""
+
+    names: tuple[str, ...]
+    coef: np.ndarray
+    se_model: np.ndarray
+    se_robust: np.ndarray
+    covariance_robust: np.ndarray
+    loglik: float
+    n: int
+    events: int
+    iterations: int
+    ties: str
+
+    def table(self, robust: bool = True, alpha: float = 0.05) -> pd.DataFrame:
+        """Per term: log-HR, HR, SE, Wald 1-alpha CI and two-sided p."""
+        from scipy import stats
+
+        se = self.se_robust if robust else self.se_model
+        z = stats.norm.ppf(1 - alpha / 2)
+        return pd.DataFrame({
+            "term": self.names, "coef": self.coef, "hr": np.exp(self.coef), "se": se,
+            "ci_low": np.exp(self.coef - z * se), "ci_high": np.exp(self.coef + z * se),
+            "p": 2 * stats.norm.sf(np.abs(self.coef / se)),
+        })
+
+
+@dataclass(frozen=True)
+class _RiskSets:
+    """Sorted data and the event-time bookkeeping shared by every Cox evaluation."""
+
+    x: np.ndarray
+    time: np.ndarray
+    event: np.ndarray
+    w: np.ndarray
+    order: np.ndarray
+    deaths: np.ndarray      # positions (in sorted order) of the events
+    death_k: np.ndarray     # distinct-event-time index of each event
+    first: np.ndarray       # first sorted position at risk at each distinct event time
+    n_tied: np.ndarray      # events at each distinct event time
+    slot_k: np.ndarray      # one slot per event: its event-time index ...
+    slot_f: np.ndarray      # ... and its Efron fraction l/d (0 for Breslow)
+    event_times: np.ndarray
+
+
+def _risk_sets(time, event, x, w, ties: str) -> _RiskSets:
+    order = np.argsort(time, kind="stable")
+    t, e = time[order], event[order]
+    deaths = np.flatnonzero(e)
+    event_times, n_tied = np.unique(t[deaths], return_counts=True)
+    slot_k = np.repeat(np.arange(len(event_times)), n_tied)
+    within = np.arange(len(slot_k)) - np.repeat(np.cumsum(n_tied) - n_tied, n_tied)
+    slot_f = within / np.repeat(n_tied, n_tied) if ties == "efron" else np.zeros(len(slot_k))
+    return _RiskSets(x=x[order], time=t, event=e, w=w[order], order=order, deaths=deaths,
+                     death_k=np.searchsorted(event_times, t[deaths]),
+                     first=np.searchsorted(t, event_times, side="left"), n_tied=n_tied,
+                     slot_k=slot_k, slot_f=slot_f, event_times=event_times)
+
+
+def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
+    return np.flip(np.cumsum(np.flip(a, 0), 0), 0)
+
+
+def _group_sum(k: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((size, *values.shape[1:]))
+    np.add.at(out, k, values)
+    return out
+
+
+def _cox_evaluate(rs: _RiskSets, beta: np.ndarray, residuals: bool = False) -> dict:
+    """Weighted partial log-likelihood (Efron or Breslow ties), score and information.
+
+    At each distinct event time with d tied events, Efron's approximation removes
+    l/d of the tied events' risk (l = 0..d-1) from the risk set; every event slot is
+    weighted by the mean weight of the tied events (as R's coxph and lifelines do).
+    With `residuals`, also the per-patient score residuals (R's Efron form), whose
+    weighted sum equals the score.
+    """
+    x, w, deaths, k, sk, f = rs.x, rs.w, rs.deaths, rs.death_k, rs.slot_k, rs.slot_f
+    n_k = len(rs.event_times)
+    eta = x @ beta
+    shift = eta.max()  # exp() of a shifted predictor: the ratios below are unchanged
+    r = np.exp(eta - shift)
+    wr = w * r
+    s0 = _reverse_cumsum(wr)[rs.first]
+    s1 = _reverse_cumsum(wr[:, None] * x)[rs.first]
+    xx = x[:, :, None] * x[:, None, :]
+    s2 = _reverse_cumsum(wr[:, None, None] * xx)[rs.first]
+    d0 = _group_sum(k, wr[deaths], n_k)
+    d1 = _group_sum(k, wr[deaths, None] * x[deaths], n_k)
+    d2 = _group_sum(k, wr[deaths, None, None] * xx[deaths], n_k)
+    wbar = _group_sum(k, w[deaths], n_k) / rs.n_tied
+    den = s0[sk] - f * d0[sk]
+    xbar = (s1[sk] - f[:, None] * d1[sk]) / den[:, None]
+    second = (s2[sk] - f[:, None, None] * d2[sk]) / den[:, None, None]
+    ws = wbar[sk]
+    out = {
+        "loglik": float(np.sum(w[deaths] * eta[deaths]) - np.sum(ws * (np.log(den) + shift))),
+        "score": (w[deaths, None] * x[deaths]).sum(0) - (ws[:, None] * xbar).sum(0),
+        "information": np.einsum("s,sij->ij", ws, second - xbar[:, :, None] * xbar[:, None, :]),
+    }
+    if residuals:
+        out["residuals"] = _score_residuals(rs, r, den, xbar, ws)
+    return out
+
+
+def _score_residuals(rs: _RiskSets, r, den, xbar, ws) -> np.ndarray:
+    """Per-patient score residuals U_i (unweighted; sum_i w_i U_i is the score).
+
+    U_i = event part - compensator. The event part of a death is x_i minus the mean of
+    the Efron risk-set means at its time; the compensator sums, over event times up to
+    t_i, r_i * wbar / den * (x_i - xbar), where a patient who dies at that time counts
+    only with its Efron share (1 - l/d) of the risk.
+    """
+    x, deaths, k, sk, f = rs.x, rs.deaths, rs.death_k, rs.slot_k, rs.slot_f
+    n_k = len(rs.event_times)
+    a = ws / den
+    b = a[:, None] * xbar
+    cum_a = np.cumsum(_group_sum(sk, a, n_k))
+    cum_b = np.cumsum(_group_sum(sk, b, n_k), axis=0)
+    tie_a = _group_sum(sk, f * a, n_k)
+    tie_b = _group_sum(sk, f[:, None] * b, n_k)
+    last = np.searchsorted(rs.event_times, rs.time, side="right") - 1
+    seen = last >= 0
+    comp = np.zeros_like(x)
+    comp[seen] = r[seen, None] * (x[seen] * cum_a[last[seen], None] - cum_b[last[seen]])
+    comp[deaths] -= r[deaths, None] * (x[deaths] * tie_a[k, None] - tie_b[k])
+    mean_xbar = _group_sum(sk, xbar, n_k) / rs.n_tied[:, None]
+    resid = -comp
+    resid[deaths] += x[deaths] - mean_xbar[k]
+    out = np.empty_like(resid)
+    out[rs.order] = resid
+    return out
+
+
+def _as_design(x, names) -> tuple[np.ndarray, tuple[str, ...]]:
+    if isinstance(x, pd.DataFrame):
+        return x.to_numpy(dtype=float), tuple(map(str, x.columns))
+    arr = np.asarray(x, dtype=float)
+    arr = arr[:, None] if arr.ndim == 1 else arr
+    return arr, tuple(names) if names is not None else tuple(f"x{j}" for j in range(arr.shape[1]))
+
+
+def fit_cox(time, event, x, weights=None, ties: str = "efron", names=None,
+            max_iter: int = 50, tol: float = 1e-10) -> CoxFit:
+    """Fit a (weighted) Cox model by Newton-Raphson; robust SE from the sandwich.
+
+    Robust covariance: I^-1 (sum_i w_i^2 U_i U_i') I^-1 with U_i the score residuals
+    (Lin & Wei 1989), which is what R's coxph(robust=TRUE) and lifelines report for
+    IPTW weights. It treats the weights as known; the bootstrap in `ml.analysis`
+    also re-fits the propensity model. Raises `CausalInputError` when the likelihood
+    has no finite maximum (e.g. a group without events).
+    """
+    if ties not in ("efron", "breslow"):
+        raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+    x, names = _as_design(x, names)
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event).astype(bool)
+    w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0)):
+        raise CausalInputError("Cox weights must be finite and >= 0")
+    if not event.any():
+        raise CausalInputError("no events: a Cox model cannot be fitted")
+    rs = _risk_sets(time, event, x, w, ties)
+    beta = np.zeros(x.shape[1])
+    cur = _cox_evaluate(rs, beta)
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
+        try:
+            step = np.linalg.solve(cur["information"], cur["score"])
+        except np.linalg.LinAlgError:
+            raise CausalInputError(f"the Cox design is singular (terms: {', '.join(names)}); a "
+                                   "term is constant or collinear with others") from None
+        halvings = 0
+        new = _cox_evaluate(rs, beta + step)
+        while new["loglik"] < cur["loglik"] - 1e-12 and halvings < 30:
+            step, halvings = step / 2, halvings + 1
+            new = _cox_evaluate(rs, beta + step)
+        beta, cur = beta + step, new
+        if np.max(np.abs(step)) < tol:
+            break
+    if np.max(np.abs(step)) >= 1e-6 or np.max(np.abs(beta)) > 20:
+        raise CausalInputError(
+            f"the Cox model did not converge (terms: {', '.join(names)}; log-HR {np.round(beta, 2)}):"
+            " the likelihood has no finite maximum, e.g. a group without events")
+    final = _cox_evaluate(rs, beta, residuals=True)
+    inv = np.linalg.inv(final["information"])
+    wu = final["residuals"] * w[:, None]
+    robust = inv @ (wu.T @ wu) @ inv
+    return CoxFit(names=names, coef=beta, se_model=np.sqrt(np.diag(inv)),
+                  se_robust=np.sqrt(np.diag(robust)), covariance_robust=robust,
+                  loglik=final["loglik"], n=len(time), events=int(event.sum()),
+                  iterations=iterations, ties=ties)
+
+
+@dataclass(frozen=True)
+class ScoreTest:
+    """A (weighted) log-rank test as the robust score test of a Cox model at HR = 1."""
+
+    statistic: float
+    df: int
+    p: float
+    observed_minus_expected: float
+
+
+def robust_logrank(time, event, treated, weights=None) -> ScoreTest:
+    """Weighted log-rank under IPTW: the robust score test of the Cox model at beta = 0.
+
+    The score at beta = 0 with Breslow (log-rank) risk sets is the weighted observed
+    minus expected events of the treated group; its variance is the robust one,
+    sum_i (w_i U_i)^2, rather than the hypergeometric variance, which would treat the
+    weights as frequency counts. This is R's coxph(..., weights, robust = TRUE)
+    "robust score test" (Lin & Wei 1989). It treats the weights as fixed, which for
+    ATE weights is conservative (Lunceford & Davidian 2004).
+    """
+    from scipy import stats
+
+    t = np.asarray(treated, dtype=float)[:, None]
+    w = np.ones(len(t)) if weights is None else np.asarray(weights, dtype=float)
+    rs = _risk_sets(np.asarray(time, float), np.asarray(event).astype(bool), t, w, "breslow")
+    at_zero = _cox_evaluate(rs, np.zeros(1), residuals=True)
+    u = float(at_zero["score"][0])
+    var = float(np.sum((w * at_zero["residuals"][:, 0]) ** 2))
+    stat = u**2 / var if var > 0 else np.nan
+    if not np.isfinite(stat):
+        raise CausalInputError("the weighted log-rank test is undefined (no events at risk "
+                               "in both groups)")
+    return ScoreTest(statistic=stat, df=1, p=float(stats.chi2.sf(stat, 1)),
+                     observed_minus_expected=u)
+
+
+# --- weighted Kaplan-Meier (fast, for the bootstrap) -----------------------------------
+
+
+def weighted_km(time, event, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier (optionally weighted) at the distinct event times: (times, survival)."""
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event).astype(bool)
+    w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(time, kind="stable")
+    t, e, w = time[order], event[order], w[order]
+    at_risk = _reverse_cumsum(w)
+    times, first = np.unique(t, return_index=True)
+    deaths = np.add.reduceat(w * e, first)
+    keep = np.add.reduceat(e.astype(int), first) > 0
+    hazard = deaths[keep] / at_risk[first][keep]
+    return times[keep], np.cumprod(1 - hazard)
+
+
+def km_median_fast(time, event, weights=None) -> float:
+    """The KM median as lifelines defines it: the first time S(t) <= 0.5; NaN if never."""
+    times, surv = weighted_km(time, event, weights)
+    below = np.flatnonzero(surv <= 0.5)
+    return float(times[below[0]]) if len(below) else np.nan
