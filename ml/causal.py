@@ -450,7 +450,8 @@ def refit_weights(design: np.ndarray, treated: np.ndarray, estimand: str, stabil
     """
     from sklearn.linear_model import LogisticRegression
 
-    logit = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200)
+    # few iterations: a quasi-separated resample would otherwise run the solver to its limit
+    logit = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=30)
     e = logit.fit(design, treated.astype(int)).predict_proba(design)[:, 1]
     e = np.clip(e, PROPENSITY_EPS, 1 - PROPENSITY_EPS)  # a resample may be (quasi-)separated
     return iptw_weights(e, treated, estimand, stabilized, truncate)
