@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/rechallenge cohort generate --out $(OUT)/cohort.csv --truth $(OUT)/truth.csv
 	$(BIN)/rechallenge cohort describe $(OUT)/cohort.csv --mlflow
+	$(BIN)/rechallenge analyze --out $(OUT)/analysis
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
