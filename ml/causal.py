@@ -644,8 +644,11 @@ def fit_cox(time, event, x, weights=None, ties: str = "efron", names=None,
         try:
             step = np.linalg.solve(cur["information"], cur["score"])
         except np.linalg.LinAlgError:
-            raise CausalInputError(f"the Cox design is singular (terms: {', '.join(names)}); a "
-                                   "term is constant or collinear with others") from None
+            if iterations == 1:  # singular at the start: the design itself is degenerate
+                raise CausalInputError(f"the Cox design is singular (terms: {', '.join(names)}); a "
+                                       "term is constant or collinear with others") from None
+            step = np.full_like(beta, np.inf)  # the information vanished on the way out: divergence
+            break
         halvings = 0
         new = _cox_evaluate(rs, beta + step)
         while new["loglik"] < cur["loglik"] - 1e-12 and halvings < 30:
