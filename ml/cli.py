@@ -177,8 +177,8 @@ def analyze(
             tracking.log_json(analysis.to_dict(result), "analysis.json")
             tracking.log_table(weights, "weights.csv")
             tracking.log_table(result.side_by_side, "side_by_side.csv")
-            for file_name, fig in figures.items():
-                tracking.log_figure(fig, file_name)
+            for file_name in figures:
+                tracking.log_artifact(out / file_name)  # the PNGs already written: no re-render
         console.print(f"logged to MLflow run {active.info.run_id} (experiment 'analysis')")
     plt.close("all")
 

@@ -1,0 +1,280 @@
+"""ml.analysis, ml.plots and the `analyze` command, on small twin cohorts."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from lifelines import CoxPHFitter, KaplanMeierFitter
+from typer.testing import CliRunner
+
+from features import io, schema, twin
+from ml import analysis, causal, plots
+from ml.cli import app
+
+FAST = {"bootstrap": 30}
+
+
+@pytest.fixture(scope="module")
+def small_result(twin_small):
+    config = analysis.load_config().model_copy(update=FAST)
+    return analysis.run_analysis(twin_small.data, config)
+
+
+def _write_experiment(path, **changes):
+    raw = yaml.safe_load(analysis.DEFAULT_CONFIG_PATH.read_text())
+    raw.update(changes)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def test_paper_config_loads_with_the_published_table():
+    cfg = analysis.load_config()
+    assert cfg.estimand == "ate" and cfg.stabilized
+    assert cfg.published.n == 101 and cfg.published.median_pfs_ci_iptw == 6.89
+
+
+def test_config_typo_fails_at_load_time(tmp_path):
+    path = _write_experiment(tmp_path / "bad.yaml", estimand="atee", confunders=["age"])
+    with pytest.raises(ValueError, match="estimand") as err:
+        analysis.load_config(path)
+    assert "confunders" in str(err.value)
+
+
+def test_config_rejects_bad_truncation_and_unknown_covariates(tmp_path):
+    with pytest.raises(ValueError, match="truncate"):
+        analysis.load_config(_write_experiment(tmp_path / "a.yaml", truncate=[99, 1]))
+    with pytest.raises(ValueError, match="unknown covariate"):
+        analysis.load_config(_write_experiment(tmp_path / "b.yaml", confounders=["shoe_size"]))
+
+
+# --- the result -------------------------------------------------------------------------------
+
+
+def test_json_holds_the_required_fields_and_is_strict_json(small_result):
+    text = analysis.to_json(small_result)
+    out = json.loads(text)  # to_json uses allow_nan=False, so NaN would have raised
+    for key in ("n", "n_by_group", "median_pfs", "median_os", "logrank_p", "smd_before", "smd_after",
+                "ess", "cox_multivariable_pfs", "iptw_cox_pfs"):
+        assert key in out, key
+    assert out["n"] == 300
+    assert out["n_by_group"]["CIA"] + out["n_by_group"]["CI"] == 300
+    for weighting in ("unweighted", "iptw"):
+        for group in ("all", "CIA", "CI"):
+            assert set(out["median_pfs"][weighting][group]) >= {"median", "ci_low", "ci_high"}
+    assert set(out["logrank_p"]) == {"unweighted", "weighted"}
+    assert set(out["iptw_cox_pfs"]) >= {"hr", "se_log_hr_robust", "ci_low", "ci_high", "p"}
+    assert set(out["cox_multivariable_pfs"]["treatment=CIA"]) == {"hr", "ci_low", "ci_high", "p"}
+    assert set(out["ess"]) == {"CIA", "CI", "all"}
+
+
+def test_nan_serialises_as_null():
+    assert analysis._clean({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": np.int64(3)}) == {
+        "a": None, "b": [None, 1.5], "c": 3}
+
+
+def test_km_medians_agree_with_lifelines(small_result, twin_small):
+    df = twin_small.data
+    w = small_result.iptw.weights
+    cia = small_result.iptw.treated
+    for weighting, weights in (("unweighted", None), ("iptw", w)):
+        for group, mask in (("CIA", cia), ("CI", ~cia)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref = KaplanMeierFitter().fit(df["pfs_months"][mask], df["pfs_event"][mask],
+                                              weights=None if weights is None else weights[mask])
+            row = analysis._median_of(small_result, "pfs", weighting, group)
+            assert row["median"] == pytest.approx(ref.median_survival_time_)
+
+
+def test_iptw_cox_agrees_with_lifelines_on_the_written_weights(small_result, twin_small):
+    weights = small_result.weights_frame(twin_small.data["id"])
+    data = pd.DataFrame({"cia": small_result.iptw.treated.astype(float), "w": weights["weight"],
+                         "T": twin_small.data["pfs_months"], "E": twin_small.data["pfs_event"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = CoxPHFitter().fit(data, "T", "E", weights_col="w", robust=True,
+                                fit_options={"precision": 1e-12})
+    ours = small_result.iptw_cox["pfs"]
+    assert ours["hr"] == pytest.approx(np.exp(ref.params_["cia"]), rel=1e-6)
+    # twin times have ties (2 decimals), so the robust SEs agree closely but not exactly
+    assert ours["se_log_hr_robust"] == pytest.approx(ref.standard_errors_["cia"], rel=0.02)
+    assert ours["ci_low"] < ours["hr"] < ours["ci_high"]
+
+
+def test_weights_frame_has_one_row_per_patient(small_result, twin_small):
+    frame = small_result.weights_frame(twin_small.data["id"])
+    assert list(frame.columns) == ["id", "propensity", "weight"]
+    assert len(frame) == 300 and frame["weight"].gt(0).all()
+    assert frame["propensity"].between(0, 1).all()
+
+
+def test_weighting_improves_balance_on_the_twin(small_result):
+    bal = small_result.balance
+    assert bal["max_abs_smd_after"] < bal["max_abs_smd_before"]
+    smd = small_result.smd
+    assert set(smd.columns) >= {"term", "before", "after", "confounder"}
+
+
+def test_bootstrap_gives_ci_around_the_weighted_median_and_se(small_result):
+    row = analysis._median_of(small_result, "pfs", "iptw", "CIA")
+    assert row["ci_method"] == "bootstrap"
+    assert row["ci_low"] <= row["median"] <= row["ci_high"]
+    assert small_result.iptw_cox["pfs"]["se_log_hr_bootstrap"] > 0
+
+
+def test_bootstrap_is_reproducible_from_the_config_seed(twin_small):
+    df = twin_small.data
+    iptw = causal.estimate_iptw(df)
+    cfg = analysis.AnalysisConfig(bootstrap=5, seed=7)
+    a = analysis._bootstrap(df, iptw, cfg)
+    b = analysis._bootstrap(df, iptw, cfg)
+    c = analysis._bootstrap(df, iptw, cfg.model_copy(update={"seed": 8}))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_percentile_ci_treats_not_reached_as_infinite():
+    lo, hi = analysis.percentile_ci(np.r_[np.arange(1.0, 91.0), np.full(10, np.nan)], 0.05)
+    assert lo == pytest.approx(3.0) and np.isnan(hi)
+
+
+def test_side_by_side_shows_published_and_own_numbers(small_result):
+    sbs = small_result.side_by_side
+    assert list(sbs.columns) == ["quantity", "published", "this cohort"]
+    row = sbs.set_index("quantity").loc["median PFS CIA vs CI, IPTW"]
+    assert row["published"] == "11.49 vs 6.89"
+    assert " vs " in row["this cohort"]
+    assert "300 (" in sbs["this cohort"].iloc[0]
+
+
+def test_prognostic_factors_are_the_significant_covariates():
+    table = pd.DataFrame({"term": ["smoking=ever", "ecog=1", "ecog=2", "age"],
+                          "covariate": ["smoking", "ecog", "ecog", "age"],
+                          "p": [0.01, 0.5, 0.03, 0.2]})
+    assert analysis.prognostic_factors(table, 0.05) == ["smoking", "ecog"]
+
+
+def test_cox_design_codes_against_the_reference_level(twin_small):
+    design = analysis.cox_design(twin_small.data, ["ecog", "smoking", "age"], treatment=True)
+    assert list(design.columns) == ["treatment=CIA", "ecog=1", "ecog=2", "smoking=ever", "age"]
+    ever = twin_small.data["smoking"].eq("ever")
+    assert (design["smoking=ever"] == ever.astype(float)).all()
+
+
+def test_multivariable_cox_recovers_the_twin_truth():
+    """Known answer: at n = 3000 the PFS Cox estimates sit near the twin's true log-HRs."""
+    cohort = twin.generate(n=3000, seed=5)
+    truth = twin.true_log_hazard_ratios(cohort.config)
+    table, _ = analysis.cox_multivariable(cohort.data, ["smoking", "ecog", "prior_response",
+                                                        "liver_mets", "brain_mets", "pdl1"], "pfs")
+    coef = dict(zip(table["term"], np.log(table["hr"]), strict=True))
+    se = dict(zip(table["term"], (np.log(table["ci_high"]) - np.log(table["ci_low"])) / (2 * 1.96),
+                  strict=True))
+    for term, ours in (("treatment=CIA", "treatment[CIA]"), ("prior_response=CR/PR", "prior_response[CR/PR]"),
+                       ("smoking=ever", "smoking[ever]"), ("liver_mets=yes", "liver_mets[yes]")):
+        assert abs(coef[term] - truth[ours]) < 4 * se[term], term
+
+
+def test_ph_check_flags_a_time_varying_effect_in_plain_language():
+    rng = np.random.default_rng(1)
+    n = 600
+    x = rng.integers(0, 2, n).astype(float)
+    # x = 1 dies early or never: crossing hazards, PH clearly violated
+    t = np.where(x == 1, rng.exponential(2, n), rng.weibull(3, n) * 8)
+    data = pd.DataFrame({"x": x, "_time": t, "_event": 1})
+    cph = CoxPHFitter().fit(data, "_time", "_event")
+    out = analysis.ph_test(cph, data, 0.05, model="toy")
+    assert out.loc[0, "ph_violated"]
+    assert "changes over follow-up" in out.loc[0, "note"] or "change over follow-up" in out.loc[0, "note"]
+
+
+def test_single_group_cohort_is_refused(twin_small):
+    df = twin_small.data.assign(treatment=schema.CONTROL)
+    with pytest.raises(causal.CausalInputError, match="both groups"):
+        analysis.run_analysis(df, analysis.AnalysisConfig(bootstrap=0))
+
+
+def test_analysis_collects_warnings_instead_of_losing_them(twin_small):
+    df = twin_small.data.copy()
+    ci = df.index[df["treatment"] == "CI"][:2]
+    df.loc[df["histology"] == "other", "histology"] = "squamous"
+    df.loc[ci, "histology"] = "other"  # a rare level seen in the CI group only
+    result = analysis.run_analysis(df, analysis.AnalysisConfig(bootstrap=0))
+    assert any("histology=other" in w for w in result.warnings)
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def test_analysis_figures_draw_every_panel(small_result, twin_small):
+    import matplotlib.pyplot as plt
+
+    figures = plots.analysis_figures(small_result, twin_small.data)
+    assert set(figures) == {"km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png"}
+    km_ax = figures["km_pfs.png"].axes[0]
+    assert len(km_ax.get_lines()) >= 2  # one curve per group
+    love_ax = figures["love_plot.png"].axes[0]
+    assert len(love_ax.collections) == 2  # before and after
+    assert love_ax.get_yticklabels()[0].get_text() in set(small_result.smd["term"])
+    plt.close("all")
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_analyze_cli_end_to_end(mlflow_store, tmp_path):
+    cohort = twin.generate(n=150, seed=4)
+    data = tmp_path / "cohort.csv"
+    io.write_table(cohort.data, data)
+    experiment = _write_experiment(tmp_path / "fast.yaml", bootstrap=10)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["analyze", "--data", str(data), "--experiment", str(experiment),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Side by side with the published study" in res.output
+    result = json.loads((out / "analysis.json").read_text())
+    assert result["n"] == 150 and result["bootstrap"]["replicates"] == 10
+    weights = pd.read_csv(out / "weights.csv")
+    assert len(weights) == 150 and list(weights.columns) == ["id", "propensity", "weight"]
+    for name in ("km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "logged to MLflow run" in res.output
+    assert (mlflow_store / "mlruns" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("single_group", "both groups"),
+    ("constant_within_group", "'liver_mets' is 'no' for every patient in CIA"),
+    ("separation", "perfect separation"),
+])
+def test_analyze_cli_bad_input_exits_2_with_one_message(mlflow_store, tmp_path, problem, expected):
+    df = twin.generate(n=120, seed=6).data
+    if problem == "single_group":
+        df["treatment"] = "CIA"
+    elif problem == "constant_within_group":
+        df.loc[df["treatment"] == "CIA", "liver_mets"] = "no"
+    else:
+        df["treatment"] = np.where(df["age"] > df["age"].median(), "CIA", "CI")
+    data = tmp_path / "bad.csv"
+    io.write_table(df, data)
+    res = CliRunner().invoke(app, ["analyze", "--data", str(data), "--out", str(tmp_path / "out"),
+                                   "--no-mlflow"])
+    assert res.exit_code == 2, res.output
+    assert expected in " ".join(res.output.split())
+    assert not (tmp_path / "out" / "analysis.json").exists()
+
+
+def test_analyze_cli_bad_experiment_exits_2(mlflow_store, tmp_path):
+    experiment = _write_experiment(tmp_path / "bad.yaml", estimand="atx")
+    res = CliRunner().invoke(app, ["analyze", "--experiment", str(experiment), "--no-mlflow",
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "estimand" in res.output
