@@ -1,0 +1,92 @@
+"""IPTW Cox: a weighted Cox model whose propensity model is fitted on the training rows only.
+
+It is the final step of a `SurvivalPipeline`, so it sees the preprocessed training fold
+(imputed, scaled, one-hot). In `fit` it (1) fits a logistic propensity model
+P(treated | confounder columns) on those rows, (2) turns it into inverse probability of
+treatment weights with `ml.causal.iptw_weights`, (3) fits `CoxPH` on every column with
+weight = IPTW x sample_weight. Nothing of the held-out fold is seen, so cross-validation
+re-estimates the propensity inside each training fold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from features.pipeline import ONE_HOT_SEPARATOR
+from ml.models.base import SurvivalEstimator, SurvivalInputError, check_weights
+from ml.models.cox import CoxPH
+
+
+class IPTWCox(SurvivalEstimator):
+    """Cox model fitted with IPTW weights (multivariable: treatment + every covariate).
+
+    treatment: the transformed 0/1 column of the treated group, e.g. "treatment=CIA".
+    confounders: original feature names whose columns enter the propensity model
+        (None: every column except the treatment).
+    propensity_C: inverse L2 strength of the logistic propensity model; a mild default
+        (1.0) keeps it finite when a small training fold separates the groups.
+    truncate: (low, high) percentiles at which the weights are capped, or None.
+    """
+
+    def __init__(self, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
+                 estimand: str = "ate", stabilized: bool = True,
+                 truncate: tuple[float, float] | None = (1.0, 99.0), propensity_C: float = 1.0,
+                 alpha: float = 1e-4, ties: str = "efron"):
+        self.treatment = treatment
+        self.confounders = confounders
+        self.estimand = estimand
+        self.stabilized = stabilized
+        self.truncate = truncate
+        self.propensity_C = propensity_C
+        self.alpha = alpha
+        self.ties = ties
+
+    def _columns(self, X) -> tuple[list[str], list[str]]:
+        if not hasattr(X, "columns"):
+            raise SurvivalInputError("IPTWCox needs a DataFrame with named columns (use it after the "
+                                     "preprocessor, whose output is a pandas DataFrame)")
+        columns = [str(c) for c in X.columns]
+        if self.treatment not in columns:
+            raise SurvivalInputError(f"IPTWCox: no treatment column '{self.treatment}' among the "
+                                     f"features ({', '.join(columns)})")
+        others = [c for c in columns if c != self.treatment]
+        if self.confounders is not None:
+            keep = set(self.confounders)
+            others = [c for c in others if c.split(ONE_HOT_SEPARATOR, 1)[0] in keep]
+        return columns, others
+
+    def fit(self, X, y, sample_weight=None):
+        from ml import causal
+
+        _, confounders = self._columns(X)
+        treated = X[self.treatment].to_numpy(dtype=float) > 0.5
+        if treated.all() or not treated.any():
+            raise SurvivalInputError("IPTWCox: the training rows hold only one treatment group")
+        w = check_weights(sample_weight, len(X))
+        propensity = LogisticRegression(C=self.propensity_C, max_iter=1000)
+        if confounders:
+            propensity.fit(X[confounders].to_numpy(dtype=float), treated, sample_weight=w)
+            e = propensity.predict_proba(X[confounders].to_numpy(dtype=float))[:, 1]
+        else:
+            e = np.full(len(X), np.average(treated, weights=w))
+        e = np.clip(e, 1e-3, 1 - 1e-3)
+        self.propensity_model_ = propensity
+        self.confounder_columns_ = confounders
+        self.iptw_ = causal.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
+                                         truncate=self.truncate)
+        self.model_ = CoxPH(alpha=self.alpha, ties=self.ties).fit(X, y, sample_weight=self.iptw_ * w)
+        self.coef_ = self.model_.coef_
+        self.unique_times_ = self.model_.unique_times_
+        self.cum_baseline_hazard_ = self.model_.cum_baseline_hazard_
+        self.n_features_in_ = self.model_.n_features_in_
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.model_.predict(X)
+
+    def predict_survival_function(self, X, return_array: bool = False):
+        return self.model_.predict_survival_function(X, return_array=return_array)
+
+    def predict_cumulative_hazard_function(self, X, return_array: bool = False):
+        return self.model_.predict_cumulative_hazard_function(X, return_array=return_array)

@@ -1,0 +1,177 @@
+"""Tree ensembles from scikit-survival, wrapped so that weights and curves follow the house rules.
+
+- `RSF`: scikit-survival's RandomSurvivalForest. Its log-rank split criterion and leaf
+  estimates use sample weights exactly (a zero weight equals removing the row, checked
+  in tests), so weights are passed through. For large data the defaults scale: each
+  tree sees at most `max_samples` rows, leaves hold >= `min_samples_leaf` rows, and the
+  training times are binned to at most `max_times` grid points, because every tree
+  node stores a curve over all unique training times (memory ~ nodes x times).
+- `GBSA`: scikit-survival's GradientBoostingSurvivalAnalysis (Cox loss). Its Cox
+  gradient uses unweighted risk sets, so the loss is replaced, for this fit only, by the
+  gradient of the *weighted* partial likelihood; curves use a weighted Breslow baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.models.base import (
+    BreslowMixin,
+    SurvivalEstimator,
+    as_target,
+    breslow_baseline,
+    check_weights,
+    clean_curves,
+    normalise_weights,
+    step_functions,
+)
+
+
+def _structured(event: np.ndarray, time: np.ndarray) -> np.ndarray:
+    y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
+    y["event"], y["time"] = event, time
+    return y
+
+
+def bin_times(time: np.ndarray, event: np.ndarray, max_times: int | None) -> np.ndarray:
+    """Times moved up to a grid of at most `max_times` event-time quantiles (None: unchanged).
+
+    Rounding up keeps every time inside the follow-up and every event after its grid point's
+    predecessor; the grid's last point is the largest time, so no row leaves the range.
+    """
+    if max_times is None or len(np.unique(time)) <= max_times:
+        return time
+    grid = np.unique(np.quantile(time[event], np.linspace(0, 1, max_times)))
+    grid = np.append(grid[grid < time.max()], time.max())
+    return grid[np.searchsorted(grid, time, side="left")]
+
+
+class RSF(SurvivalEstimator):
+    """Random survival forest with defaults that scale with n.
+
+    min_samples_leaf / max_samples "auto": max(3, n // 250) rows per leaf and at most
+    2,000 bootstrap rows per tree; max_times: training times binned to this many grid
+    points (None: exact times).
+    """
+
+    def __init__(self, n_estimators: int = 200, max_features: str | float | int | None = "sqrt",
+                 min_samples_leaf: int | str = "auto", max_samples: int | float | str | None = "auto",
+                 max_depth: int | None = None, max_times: int | None = 200, n_jobs: int = 1,
+                 random_state: int | None = None):
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.max_samples = max_samples
+        self.max_depth = max_depth
+        self.max_times = max_times
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        from sksurv.ensemble import RandomSurvivalForest
+
+        event, time = as_target(y)
+        w = check_weights(sample_weight, len(time))
+        n = len(time)
+        leaf = max(3, n // 250) if self.min_samples_leaf == "auto" else self.min_samples_leaf
+        samples = (None if n <= 2000 else 2000) if self.max_samples == "auto" else self.max_samples
+        self.model_ = RandomSurvivalForest(
+            n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=leaf,
+            min_samples_split=2 * leaf, max_samples=samples, max_depth=self.max_depth,
+            n_jobs=self.n_jobs, random_state=self.random_state,
+        )
+        self.model_.fit(X, _structured(event, bin_times(time, event, self.max_times)), sample_weight=w)
+        self.unique_times_ = self.model_.unique_times_
+        self.n_features_in_ = self.model_.n_features_in_
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Ensemble mortality (the CHF summed over the training event times)."""
+        return self.model_.predict(X)
+
+    def predict_survival_function(self, X, return_array: bool = False):
+        surv = clean_curves(self.model_.predict_survival_function(X, return_array=True))
+        return surv if return_array else step_functions(self.unique_times_, surv)
+
+    def predict_cumulative_hazard_function(self, X, return_array: bool = False):
+        chf = self.model_.predict_cumulative_hazard_function(X, return_array=True)
+        return chf if return_array else step_functions(self.unique_times_, chf, start=0.0)
+
+
+def _weighted_cox_loss(sample_weight: np.ndarray):
+    """scikit-survival's Cox loss object with the weighted partial-likelihood gradient."""
+    from sksurv.ensemble.survival_loss import CoxPH as CoxLoss
+
+    class WeightedCoxLoss(CoxLoss):
+        weights = sample_weight
+
+        def __call__(self, y_true, raw_prediction, sample_weight=None):
+            return _negative_log_pl(y_true["time"], y_true["event"], raw_prediction.ravel(), self.weights)
+
+        def gradient(self, y_true, raw_prediction, sample_weight=None, **kwargs):
+            eta = raw_prediction.ravel()
+            risk, chf = _cumhaz_at_rows(y_true, eta, self.weights)
+            # per unit weight; the tree is fitted with the sample weights themselves
+            return y_true["event"].astype(float) - risk * chf
+
+    return WeightedCoxLoss()
+
+
+def _negative_log_pl(time, event, eta, w) -> float:
+    """Weighted Breslow negative log partial likelihood per unit weight (for train_score_)."""
+    order = np.argsort(time, kind="stable")
+    t, d, e, ws = time[order], event[order], eta[order] - eta.max(), w[order]
+    at_risk = np.cumsum((ws * np.exp(e))[::-1])[::-1][np.searchsorted(t, t, side="left")]
+    keep = d & (ws > 0)
+    return float(-np.sum(ws[keep] * (e[keep] - np.log(at_risk[keep]))) / ws.sum())
+
+
+def _cumhaz_at_rows(y_true, eta, w) -> tuple[np.ndarray, np.ndarray]:
+    """(exp(eta - max), weighted Breslow H0 at each row's time on the same shifted scale)."""
+    shift = eta.max()
+    times, h0 = breslow_baseline(y_true["time"], y_true["event"], eta - shift, w)
+    return np.exp(eta - shift), h0[np.searchsorted(times, y_true["time"])]
+
+
+class GBSA(BreslowMixin, SurvivalEstimator):
+    """Gradient-boosted Cox model (scikit-survival trees) on the weighted partial likelihood."""
+
+    def __init__(self, n_estimators: int = 150, learning_rate: float = 0.05, max_depth: int = 2,
+                 min_samples_leaf: int = 5, subsample: float = 0.8, max_features: str | float | None = None,
+                 random_state: int | None = None):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.subsample = subsample
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        from sksurv.ensemble import GradientBoostingSurvivalAnalysis
+
+        event, time = as_target(y)
+        w = check_weights(sample_weight, len(time))
+        w = normalise_weights(w)
+        model = GradientBoostingSurvivalAnalysis(
+            loss="coxph", n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf, subsample=self.subsample,
+            max_features=self.max_features, random_state=self.random_state,
+        )
+        # swap in the weighted loss for this fit only (an instance attribute, removed after)
+        model._get_loss = lambda sample_weight: _weighted_cox_loss(w)
+        try:
+            model.fit(X, _structured(event, time), sample_weight=w)
+        finally:
+            del model._get_loss
+        self.model_ = model
+        self.n_features_in_ = model.n_features_in_
+        self._fit_baseline(time, event, model.predict(X), w)
+        return self
+
+    def _log_hazard(self, X) -> np.ndarray:
+        return self.model_.predict(X)
+
+    def predict(self, X) -> np.ndarray:
+        """Boosted log hazard (margin)."""
+        return self.model_.predict(X)
