@@ -158,7 +158,11 @@ class MedianSurvival:
 
 def km_median(time: np.ndarray, event: np.ndarray, weights: np.ndarray | None = None
               ) -> MedianSurvival:
-    """Kaplan-Meier median survival and its 95 % CI (lifelines, exponential Greenwood)."""
+    """Kaplan-Meier median survival and its 95 % CI (lifelines, exponential Greenwood).
+
+    With IPTW weights the median is right but the Greenwood CI is not (it counts weights
+    as patients); `ml.analysis` bootstraps weighted CIs instead.
+    """
     kmf = KaplanMeierFitter()
     kmf.fit(np.asarray(time, float), np.asarray(event, bool), weights=weights)
     ci = median_survival_times(kmf.confidence_interval_)
@@ -291,8 +295,8 @@ def group_sizes(df: pd.DataFrame, group: str = schema.TREATMENT, treated: str = 
 
 
 def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str],
-                      group: str = schema.TREATMENT, treated: str = schema.TREATED
-                      ) -> tuple[str, ...]:
+                      group: str = schema.TREATMENT, treated: str = schema.TREATED,
+                      control: str = schema.CONTROL) -> tuple[str, ...]:
     """The confounders a propensity model can use; raise or warn on the ones it cannot.
 
     - a confounder missing from the table, or missing on every row: error;
@@ -317,7 +321,7 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
             warnings.warn(f"confounder '{cov}' has one value ({observed.iloc[0]}) for every patient; "
                           "left out of the propensity model", SeparationWarning, stacklevel=2)
             continue
-        for label, mask in ((treated, is_t), ("the other group", ~is_t)):
+        for label, mask in ((treated, is_t), (control, ~is_t)):
             in_group = values[mask].dropna()
             if len(in_group) and in_group.nunique() == 1:
                 raise CausalInputError(
@@ -331,7 +335,7 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
             at_level = (values == level).to_numpy()
             n_t, n_c = int((at_level & is_t).sum()), int((at_level & ~is_t).sum())
             if (n_t == 0) != (n_c == 0):
-                only = treated if n_c == 0 else "the other group"
+                only = treated if n_c == 0 else control
                 warnings.warn(
                     f"confounder level {cov}={_level_name(level)} occurs only in {only} "
                     f"({n_t + n_c} patients): its propensity log-odds diverge (quasi-complete "
@@ -422,7 +426,7 @@ def estimate_iptw(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = D
     or perfect separation; warns `ExtremeWeightsWarning` with the ESS per group.
     """
     group_sizes(df, group, treated, control)
-    usable = check_confounders(df, confounders, group, treated)
+    usable = check_confounders(df, confounders, group, treated, control)
     model = fit_propensity(df, usable, group, treated)
     e = model.predict_proba(df)[:, 1]
     t = (df[group] == treated).to_numpy()

@@ -117,7 +117,8 @@ def print_analysis(console: Console, result) -> None:
     print_frame(console, pd.DataFrame(rows), title="Cox model for treatment (CIA vs CI)")
     for ep, name in (("pfs", "PFS"), ("os", "OS")):
         print_frame(console, cox_side_by_side(result.cox_univariable[ep], result.cox_multivariable[ep]),
-                    title=f"Cox models for {name} (Wald CI and p)")
+                    title=f"Cox models for {name} (Wald CI and p; multivariable on "
+                          f"{int(result.cox_multivariable[ep]['n'].iloc[0])} complete cases)")
     flags = pd.concat(result.ph_tests.values(), ignore_index=True)
     flags = flags[flags["ph_violated"]]
     if len(flags):

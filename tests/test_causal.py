@@ -307,7 +307,7 @@ def test_rare_level_in_one_group_warns_and_keeps_weights_finite():
     df["histology"] = np.where(np.arange(len(df)) % 3 == 0, "squamous", "adenocarcinoma")
     ci_rows = df.index[df["treatment"] == "CI"][:3]
     df.loc[ci_rows, "histology"] = "other"
-    with pytest.warns(causal.SeparationWarning, match="histology=other occurs only in the other group"):
+    with pytest.warns(causal.SeparationWarning, match="histology=other occurs only in CI"):
         res = causal.estimate_iptw(df, ["age", "histology"])
     assert np.all(np.isfinite(res.weights))
 
