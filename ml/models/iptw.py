@@ -64,7 +64,7 @@ class IPTWCox(SurvivalEstimator):
         if treated.all() or not treated.any():
             raise SurvivalInputError("IPTWCox: the training rows hold only one treatment group")
         w = check_weights(sample_weight, len(X))
-        propensity = LogisticRegression(C=self.propensity_C, max_iter=1000)
+        propensity = LogisticRegression(C=self.propensity_C, solver="newton-cholesky", max_iter=100)
         if confounders:
             propensity.fit(X[confounders].to_numpy(dtype=float), treated, sample_weight=w)
             e = propensity.predict_proba(X[confounders].to_numpy(dtype=float))[:, 1]

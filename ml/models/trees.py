@@ -54,7 +54,7 @@ class RSF(SurvivalEstimator):
     points (None: exact times).
     """
 
-    def __init__(self, n_estimators: int = 200, max_features: str | float | int | None = "sqrt",
+    def __init__(self, n_estimators: int = 100, max_features: str | float | int | None = "sqrt",
                  min_samples_leaf: int | str = "auto", max_samples: int | float | str | None = "auto",
                  max_depth: int | None = None, max_times: int | None = 200, n_jobs: int = 1,
                  random_state: int | None = None):
@@ -136,7 +136,7 @@ def _cumhaz_at_rows(y_true, eta, w) -> tuple[np.ndarray, np.ndarray]:
 class GBSA(BreslowMixin, SurvivalEstimator):
     """Gradient-boosted Cox model (scikit-survival trees) on the weighted partial likelihood."""
 
-    def __init__(self, n_estimators: int = 150, learning_rate: float = 0.05, max_depth: int = 2,
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  min_samples_leaf: int = 5, subsample: float = 0.8, max_features: str | float | None = None,
                  random_state: int | None = None):
         self.n_estimators = n_estimators

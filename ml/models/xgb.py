@@ -79,7 +79,7 @@ class _XGBBase(SurvivalEstimator):
 class XGBCox(BreslowMixin, _XGBBase):
     """Gradient-boosted log hazard (weighted Cox partial likelihood, custom objective)."""
 
-    def __init__(self, n_estimators: int = 200, learning_rate: float = 0.03, max_depth: int = 2,
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, reg_alpha: float = 0.0, tree_method: str = "hist",
                  n_jobs: int = 1, random_state: int | None = None):
@@ -127,7 +127,7 @@ _AFT_CDF = {
 class XGBAFT(_XGBBase):
     """Boosted accelerated failure time model; risk = minus the predicted log time."""
 
-    def __init__(self, n_estimators: int = 200, learning_rate: float = 0.03, max_depth: int = 2,
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, reg_alpha: float = 0.0, distribution: str = "normal",
                  sigma: float = 1.0, tree_method: str = "hist", n_jobs: int = 1,
