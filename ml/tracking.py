@@ -125,3 +125,145 @@ def log_dataset(df: pd.DataFrame, name: str, source: str, context: str = "input"
     dataset = mlflow.data.from_pandas(df, source=source, name=name)
     mlflow.log_input(dataset, context=context)
     return dataset.digest
+
+
+# ======================================================================================
+# Tuning (ml.tune): trials as nested runs, the refitted model, the Model Registry.
+# ======================================================================================
+CHAMPION_ALIAS = "champion"
+MODEL_REQUIREMENTS = ("scikit-survival", "scikit-learn", "xgboost", "numpy", "pandas", "scipy")
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "KILLED",
+              "WAITING": "KILLED"}
+"""optuna trial state -> MLflow run status (a pruned trial was stopped early: KILLED)."""
+
+
+def _ms(moment: Any) -> int | None:
+    return None if moment is None or pd.isna(moment) else int(pd.Timestamp(moment).timestamp() * 1000)
+
+
+def log_child_runs(children: list[Mapping[str, Any]]) -> list[str]:
+    """Log finished child runs (e.g. optuna trials) under the active run; returns their ids.
+
+    Each child: `name`, `params`, `metrics` ({key: value}), `step_metrics` ({key: {step:
+    value}}), `tags`, `state` (optuna state name), `start` / `end` (datetimes or None).
+    Written after the fact with the trials' own start/end times, so worker processes
+    never write to the MLflow store concurrently.
+    """
+    mlflow = _mlflow()
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("log_child_runs needs an active parent run")
+    ids = []
+    for child in children:
+        state = child.get("state", "COMPLETE")
+        tags = {k: str(v) for k, v in child.get("tags", {}).items()}
+        tags.update({"mlflow.parentRunId": parent.info.run_id, "state": state})
+        start = _ms(child.get("start"))
+        run = client.create_run(parent.info.experiment_id, start_time=start, tags=tags,
+                                run_name=str(child["name"]))
+        stamp = start or 0
+        metrics = [Metric(k, float(v), stamp, 0) for k, v in child.get("metrics", {}).items()
+                   if v is not None and pd.notna(v)]
+        metrics += [Metric(k, float(v), stamp, int(step))
+                    for k, steps in child.get("step_metrics", {}).items()
+                    for step, v in steps.items() if v is not None and pd.notna(v)]
+        params = [Param(k, str(v)[:500]) for k, v in child.get("params", {}).items()]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id, status=RUN_STATUS.get(state, "FINISHED"),
+                              end_time=_ms(child.get("end")))
+        ids.append(run.info.run_id)
+    return ids
+
+
+def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | None = None) -> str:
+    """Log a fitted estimator to the active run; returns its model URI.
+
+    The one place that chooses the flavour (sklearn, cloudpickle): swap it here for the
+    survival pyfunc. Requirements are pinned from the installed versions (no inference).
+    """
+    _mlflow()  # configures the store
+    from mlflow import sklearn as sklearn_flavour
+
+    pins = [f"{pkg}=={md.version(pkg)}" for pkg in MODEL_REQUIREMENTS]
+    info = sklearn_flavour.log_model(model, name=name, pip_requirements=pins, input_example=input_example,
+                                    serialization_format="cloudpickle")
+    return info.model_uri
+
+
+def register_model(model_uri: str, registered_name: str, tags: Mapping[str, Any] | None = None) -> str:
+    """Register a logged model as a new version of `registered_name`; returns the version."""
+    mlflow = _mlflow()
+    version = mlflow.register_model(model_uri, registered_name, await_registration_for=60)
+    client = mlflow.MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_name, version.version, key, str(value))
+    return str(version.version)
+
+
+def champion(registered_name: str) -> dict[str, Any] | None:
+    """The version behind alias `champion` (version, run id, tags), or None."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(registered_name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+    return {"name": registered_name, "version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags),
+            "uri": f"models:/{registered_name}@{CHAMPION_ALIAS}"}
+
+
+def promote_if_better(registered_name: str, version: str, metric_tag: str,
+                      higher_is_better: bool) -> tuple[bool, dict[str, Any] | None]:
+    """Move alias `champion` to `version` if its tag `metric_tag` beats the champion's.
+
+    The tag holds the version's outer-CV estimate. A champion without that tag (or without
+    a number in it) is replaced; ties keep the current champion. Returns (moved, previous).
+    """
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    new = float(client.get_model_version(registered_name, version).tags[metric_tag])
+    current = champion(registered_name)
+    old = None if current is None else pd.to_numeric(current["tags"].get(metric_tag), errors="coerce")
+    better = old is None or pd.isna(old) or (new > old if higher_is_better else new < old)
+    if better:
+        client.set_registered_model_alias(registered_name, CHAMPION_ALIAS, version)
+    return better, current
+
+
+def log_metric_steps(rows: list[Mapping[str, float]], prefix: str = "") -> None:
+    """Per-resample metrics as steps: row i of `rows` is logged at step i (one batch call).
+
+    NaN / None values are skipped, so a metric undefined on one fold leaves a gap.
+    """
+    import time
+
+    from mlflow.entities import Metric
+
+    mlflow = _mlflow()
+    run_id = mlflow.active_run().info.run_id
+    now = int(time.time() * 1000)
+    entries = [
+        Metric(key=f"{prefix}{k}", value=float(v), timestamp=now, step=step)
+        for step, row in enumerate(rows)
+        for k, v in row.items()
+        if v is not None and pd.notna(v)
+    ]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(entries), 1000):  # the REST API caps a batch at 1000 metrics
+        client.log_batch(run_id, metrics=entries[start:start + 1000])
+
+
+def log_figures(figures: Mapping[str, Any]) -> None:
+    """Log matplotlib figures as artifacts, keyed by file name."""
+    mlflow = _mlflow()
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, name)
+
+
+def active_run_id() -> str | None:
+    run = _mlflow().active_run()
+    return run.info.run_id if run is not None else None
