@@ -164,7 +164,8 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
     """
     for role, col in (("time", time), ("event", event)):
         if col not in df.columns:
-            raise DatasetError(f"no {role} column '{col}' in the table (columns: {', '.join(map(str, df.columns))})")
+            columns = ", ".join(map(str, df.columns))
+            raise DatasetError(f"no {role} column '{col}' in the table (columns: {columns})")
     unknown = [c for c in drop if c not in df.columns]
     if unknown:
         raise DatasetError(f"cannot drop {', '.join(unknown)}: no such column")
@@ -186,7 +187,8 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
     if treatment is not None:
         frame, treated = _treatment(frame, treatment, treated)
     try:
-        spec = infer_spec(frame, exclude=(time, event), categorical=tuple(categorical), numeric=tuple(numeric))
+        spec = infer_spec(frame, exclude=(time, event), categorical=tuple(categorical),
+                          numeric=tuple(numeric))
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     if treatment is not None:
