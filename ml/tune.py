@@ -714,3 +714,16 @@ def summary_table(result: TuneResult) -> pd.DataFrame:
         {"tuned": 0, "default": 1, "tuned - default": 2}))
     s["95% CI"] = [f"{lo:.3f} to {hi:.3f}" for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)]
     return s[["metric", "variant", "mean", "95% CI", "folds"]].reset_index(drop=True)
+
+
+def cohort_data(df: pd.DataFrame, endpoint: str, name: str, source: str) -> Any:
+    """A validated cohort table (the cohort contract) as SurvivalData, like the twin's."""
+    from features import datasets, schema
+    from features.pipeline import cohort_spec
+
+    spec = cohort_spec(include_treatment=True)
+    time_col, event_col = schema.ENDPOINTS[endpoint]
+    return datasets.SurvivalData(
+        name=name, frame=df[[*spec.columns, time_col, event_col]].reset_index(drop=True), time=time_col,
+        event=event_col, spec=spec, horizons=dict(datasets.TWIN_HORIZONS), tau=datasets.TWIN_TAU,
+        treatment=schema.TREATMENT, treated=schema.TREATED, source=source)
