@@ -245,30 +245,35 @@ def explain_linear(coef: np.ndarray, X: pd.DataFrame, background: pd.DataFrame,
     return expl
 
 
-def explain_xgboost(booster: Any, X: pd.DataFrame, objective: str | None = None,
+def explain_xgboost(booster: Any, X: pd.DataFrame, predict: Callable[[pd.DataFrame], np.ndarray] | None = None,
                     raw: pd.DataFrame | None = None) -> Explanation:
-    """Exact TreeSHAP of an XGBoost survival model's margin.
+    """Exact TreeSHAP of an XGBoost survival model's margin (shap's own XGBoost support).
 
-    survival:cox -> the margin is the log hazard ratio (xgboost's `predict` without
-    output_margin is the hazard ratio exp(margin); we explain the log). survival:aft ->
-    the margin is the predicted log survival time, so it and its SHAP values are
-    negated: higher = riskier, like every other risk explanation here.
+    Cox objectives (survival:cox or a custom partial likelihood) -> the margin is the log
+    hazard ratio (xgboost's `predict` without output_margin gives the hazard ratio
+    exp(margin); we explain the log). survival:aft -> the margin is the predicted log
+    survival time, so it and its SHAP values are negated: higher = riskier, like every
+    other risk explanation here. `predict` (default: the margin) is the model's own risk
+    output, the additivity reference.
     """
     import shap
     import xgboost
 
     booster = booster.get_booster() if hasattr(booster, "get_booster") else booster
-    objective = objective or _xgb_objective(booster)
+    aft = "aft" in _xgb_objective(booster)
+    sign, scale = (-1.0, "minus log time") if aft else (1.0, "log-hazard")
     X = _frame(X)
     explainer = shap.TreeExplainer(booster, feature_perturbation="tree_path_dependent")
     values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=np.float64)
-    margin = booster.predict(xgboost.DMatrix(X), output_margin=True).astype(np.float64)
+    if predict is None:
+        def predict(d: pd.DataFrame) -> np.ndarray:
+            dm = xgboost.DMatrix(np.asarray(d, dtype=np.float32), feature_names=list(d.columns))
+            return sign * booster.predict(dm, output_margin=True)
     base = float(np.ravel(explainer.expected_value)[0])
-    sign, scale = (-1.0, "minus log time") if "aft" in objective else (1.0, "log-hazard")
-    expl = Explanation(values=sign * values, base_value=sign * base, data=X, prediction=sign * margin,
-                       output=RISK, scale=scale, method=f"exact TreeSHAP ({objective} margin)",
+    return Explanation(values=sign * values, base_value=sign * base, data=X,
+                       prediction=np.asarray(predict(X), dtype=np.float64), output=RISK, scale=scale,
+                       method="exact TreeSHAP (XGBoost margin" + (", negated)" if aft else ")"),
                        exact=True, raw=raw)
-    return expl
 
 
 def _xgb_objective(booster: Any) -> str:
@@ -333,29 +338,33 @@ def survival_at(estimator: Any, horizon: float,
     return predict
 
 
-def proportional_hazards_survival_at(estimator: Any, horizon: float,
+def proportional_hazards_survival_at(model: Any, horizon: float,
                                      X: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Fast S(horizon | x) = S0(horizon) ** exp(margin(x)) for a sksurv PH model.
+    """Fast S(horizon | x) = exp(-H0(horizon) exp(risk(x))) for a proportional-hazards model.
 
     The permutation explainer evaluates the model on thousands of masked rows per
-    patient; building whole survival curves for each is what makes it slow. Returned
-    only when it reproduces the model's own predict_survival_function on `X` (else
-    None, and the caller uses the generic, slower path).
+    patient; building whole survival curves for each is what makes it slow. H0 is read
+    from `cum_baseline_hazard_` on `unique_times_` (the zoo's Breslow models) or from
+    sksurv's `_baseline_model`. Returned only when it reproduces the model's own
+    predict_survival_function on `X`; otherwise None and the caller takes the generic path.
     """
-    baseline = getattr(estimator, "_baseline_model", None)
-    if baseline is None or not hasattr(baseline, "baseline_survival_"):
-        return None
+    columns = list(X.columns)
     try:
-        s0 = float(np.ravel(baseline.baseline_survival_(horizon))[0])
+        if hasattr(model, "cum_baseline_hazard_"):
+            times = np.asarray(model.unique_times_)
+            h0 = float(model.cum_baseline_hazard_[_time_index(times, horizon)])
+        elif hasattr(getattr(model, "_baseline_model", None), "cum_baseline_hazard_"):
+            h0 = float(np.ravel(model._baseline_model.cum_baseline_hazard_(horizon))[0])
+        else:
+            return None
     except ValueError:
         return None
-    columns = list(X.columns)
 
     def predict(Z: np.ndarray) -> np.ndarray:
-        margin = np.asarray(estimator.predict(pd.DataFrame(Z, columns=columns)), dtype=np.float64)
-        return s0 ** np.exp(margin)
+        risk = np.asarray(model.predict(pd.DataFrame(Z, columns=columns)), dtype=np.float64)
+        return np.exp(-h0 * np.exp(risk))
 
-    reference = survival_at(estimator, horizon, columns)(X.to_numpy(np.float64))
+    reference = survival_at(model, horizon, columns)(X.to_numpy(np.float64))
     if not np.allclose(predict(X.to_numpy(np.float64)), reference, rtol=0, atol=1e-10):
         return None
     return predict
@@ -407,12 +416,12 @@ def explain(model: Any, X: pd.DataFrame, output: str = RISK, horizon: float = DE
             _is(inner, "GradientBoostingSurvivalAnalysis") and output == RISK):
         return explain_tree(inner, Xt, output, horizon, raw=raw)
     if output == SURVIVAL:
-        predict = (proportional_hazards_survival_at(inner, horizon, Xt)
+        predict = (proportional_hazards_survival_at(final, horizon, Xt)
                    or survival_at(final, horizon, Xt.columns))
         return explain_permutation(predict, Xt, bg, output=f"S({horizon:g})",
                                    scale="probability", random_state=random_state, raw=raw)
     if _is(inner, "Booster", "XGBRegressor", "XGBModel"):
-        return explain_xgboost(inner, Xt, raw=raw)
+        return explain_xgboost(inner, Xt, lambda d: np.asarray(final.predict(d), dtype=np.float64), raw=raw)
     if hasattr(inner, "coef_") or hasattr(inner, "params_"):
         return explain_linear(linear_coefficients(inner), Xt, bg,
                               lambda d: np.asarray(final.predict(d), dtype=np.float64), raw=raw)
