@@ -245,7 +245,8 @@ def explain_linear(coef: np.ndarray, X: pd.DataFrame, background: pd.DataFrame,
     return expl
 
 
-def explain_xgboost(booster: Any, X: pd.DataFrame, predict: Callable[[pd.DataFrame], np.ndarray] | None = None,
+def explain_xgboost(booster: Any, X: pd.DataFrame,
+                    predict: Callable[[pd.DataFrame], np.ndarray] | None = None,
                     raw: pd.DataFrame | None = None) -> Explanation:
     """Exact TreeSHAP of an XGBoost survival model's margin (shap's own XGBoost support).
 
@@ -629,3 +630,116 @@ def summary_record(expl: Explanation, summary: pd.DataFrame) -> dict[str, Any]:
     return {"output": expl.output, "scale": expl.scale, "method": expl.method, "exact": expl.exact,
             "base_value": expl.base_value, "additivity_error": expl.additivity_error(),
             "n": int(len(expl.data)), "features": features}
+
+
+# ------------------------------------------------------------------ workflow
+
+
+@dataclass
+class ModelExplanation:
+    """One fitted model's explanations (risk, and S(horizon) where it has curves)."""
+
+    model: str
+    risk: Explanation
+    risk_summary: pd.DataFrame
+    survival: Explanation | None = None
+    survival_summary: pd.DataFrame | None = None
+
+    def record(self) -> dict[str, Any]:
+        out = {RISK: summary_record(self.risk, self.risk_summary)}
+        if self.survival is not None:
+            out[SURVIVAL] = summary_record(self.survival, self.survival_summary)
+        return out
+
+
+def explain_fitted(name: str, model: Any, X: pd.DataFrame, spec: FeatureSpec,
+                   horizon: float | None = DEFAULT_HORIZON,
+                   random_state: int | None = None) -> ModelExplanation:
+    """Risk (and, with a horizon, S(horizon)) explanations and summaries of a fitted model."""
+    risk = explain(model, X, RISK, random_state=random_state)
+    out = ModelExplanation(model=name, risk=risk, risk_summary=summarise(risk, spec))
+    if horizon is not None and hasattr(model, "predict_survival_function"):
+        surv = explain(model, X, SURVIVAL, horizon=horizon, random_state=random_state)
+        out.survival, out.survival_summary = surv, summarise(surv, spec)
+    return out
+
+
+def fit_and_explain(data: Any, names: Sequence[str], horizon: float | None = DEFAULT_HORIZON,
+                    random_state: int | None = None,
+                    params: Mapping[str, Mapping[str, Any]] | None = None) -> list[ModelExplanation]:
+    """Fit each model of the zoo on all rows of `data` (a features.datasets.SurvivalData)
+    and explain it on the same rows."""
+    from ml import models
+
+    out = []
+    for name in names:
+        fitted = models.fit_full(name, data.spec, data.X, data.y, random_state=random_state,
+                                 treatment_column=data.treatment_column, **dict((params or {}).get(name, {})))
+        out.append(explain_fitted(name, fitted, data.X, data.spec, horizon, random_state))
+    return out
+
+
+def twin_data(n: int | None = None, seed: int | None = None, config: Any = None) -> Any:
+    """A twin cohort as SurvivalData (PFS), drawn with any cohort config."""
+    from features import datasets, schema, twin
+    from features.pipeline import cohort_spec
+
+    cohort = twin.generate(n=n, seed=seed, config=config)
+    spec = cohort_spec(include_treatment=True)
+    frame = cohort.data.set_index("id")[[*spec.columns, schema.PFS_TIME, schema.PFS_EVENT]]
+    return datasets.SurvivalData(
+        name=f"twin (n={len(frame)}, seed {cohort.seed})", frame=frame, time=schema.PFS_TIME,
+        event=schema.PFS_EVENT, spec=spec, horizons=dict(datasets.TWIN_HORIZONS), tau=datasets.TWIN_TAU,
+        treatment=schema.TREATMENT, treated=schema.TREATED,
+        truth=cohort.truth["true_lp_pfs"].to_numpy(dtype=float),
+        source=f"features.twin.generate(n={len(frame)}, seed={cohort.seed}, config {cohort.config.version})")
+
+
+def check_signals(explained: Sequence[ModelExplanation], true_log_hr: Mapping[str, float],
+                  noise: Sequence[str] = (), **kwargs: Any) -> list[SignalCheck]:
+    """`signal_check` of each model's risk summary."""
+    return [signal_check(e.risk_summary, true_log_hr, model=e.model, noise=noise, **kwargs)
+            for e in explained]
+
+
+def recovery_over_seeds(names: Sequence[str], seeds: Sequence[int], n: int | None = None,
+                        config: Any = None, random_state: int | None = None,
+                        params: Mapping[str, Mapping[str, Any]] | None = None,
+                        on_draw: Callable[[int], None] | None = None,
+                        ) -> tuple[list[SignalCheck], pd.DataFrame]:
+    """Signal checks of every model on fresh twin draws (one per seed), and their recovery table."""
+    from features import twin
+
+    config = config if config is not None else twin.load_config()
+    truth = twin.true_log_hazard_ratios(config)
+    checks: list[SignalCheck] = []
+    for seed in seeds:
+        data = twin_data(n=n, seed=seed, config=config)
+        explained = fit_and_explain(data, names, horizon=None, random_state=random_state, params=params)
+        checks += check_signals(explained, truth, noise=twin.NOISE_FEATURES)
+        if on_draw is not None:
+            on_draw(seed)
+    return checks, recovery_table(checks)
+
+
+def summary_document(explained: Sequence[ModelExplanation], checks: Sequence[SignalCheck] | None = None,
+                     recovery: pd.DataFrame | None = None, **meta: Any) -> dict[str, Any]:
+    """The content of shap_summary.json."""
+    doc: dict[str, Any] = {**meta, "models": {e.model: e.record() for e in explained}}
+    if checks is not None:
+        doc["signal_check"] = {c.model: c.as_dict() for c in checks}
+    if recovery is not None:
+        doc["recovery"] = recovery.to_dict(orient="records")
+    return doc
+
+
+def summary_frame(explained: Sequence[ModelExplanation], output: str = RISK) -> pd.DataFrame:
+    """Long table model x feature (mean_abs_shap, rank, direction) for one output."""
+    frames = []
+    for e in explained:
+        summary = e.risk_summary if output == RISK else e.survival_summary
+        if summary is not None:
+            frames.append(summary[["feature", "mean_abs_shap", "rank", "direction"]].assign(model=e.model))
+    if not frames:
+        return pd.DataFrame(columns=["model", "feature", "mean_abs_shap", "rank", "direction"])
+    return pd.concat(frames, ignore_index=True)[["model", "feature", "mean_abs_shap", "rank", "direction"]]
