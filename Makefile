@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/rechallenge cohort generate --out $(OUT)/cohort.csv --truth $(OUT)/truth.csv
 	$(BIN)/rechallenge cohort describe $(OUT)/cohort.csv --mlflow
 	$(BIN)/rechallenge analyze --out $(OUT)/analysis
+	$(BIN)/rechallenge benchmark --out $(OUT)/benchmark
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q

@@ -121,9 +121,13 @@ def log_figure(fig: Any, artifact_name: str) -> None:
 
 def log_dataset(df: pd.DataFrame, name: str, source: str, context: str = "input") -> str:
     """Log the input table with its digest; returns the digest."""
+    import warnings
+
     mlflow = _mlflow()
-    dataset = mlflow.data.from_pandas(df, source=source, name=name)
-    mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():  # source-type and integer-schema hints, not actionable here
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(df, source=source, name=name)
+        mlflow.log_input(dataset, context=context)
     return dataset.digest
 
 
@@ -228,7 +232,7 @@ def promote_if_better(registered_name: str, version: str, metric_tag: str,
     new = float(client.get_model_version(registered_name, version).tags[metric_tag])
     current = champion(registered_name)
     old = None if current is None else pd.to_numeric(current["tags"].get(metric_tag), errors="coerce")
-    better = old is None or pd.isna(old) or (new > old if higher_is_better else new < old)
+    better = bool(old is None or pd.isna(old) or (new > old if higher_is_better else new < old))
     if better:
         client.set_registered_model_alias(registered_name, CHAMPION_ALIAS, version)
     return better, current
