@@ -207,7 +207,8 @@ def test_analysis_collects_warnings_instead_of_losing_them(twin_small):
     ci = df.index[df["treatment"] == "CI"][:2]
     df.loc[df["histology"] == "other", "histology"] = "squamous"
     df.loc[ci, "histology"] = "other"  # a rare level seen in the CI group only
-    result = analysis.run_analysis(df, analysis.AnalysisConfig(bootstrap=0))
+    config = analysis.AnalysisConfig(bootstrap=0, cox_covariates=["smoking"])
+    result = analysis.run_analysis(df, config)
     assert any("histology=other" in w for w in result.warnings)
 
 
@@ -234,7 +235,9 @@ def test_analyze_cli_end_to_end(mlflow_store, tmp_path):
     cohort = twin.generate(n=150, seed=4)
     data = tmp_path / "cohort.csv"
     io.write_table(cohort.data, data)
-    experiment = _write_experiment(tmp_path / "fast.yaml", bootstrap=10)
+    # few resamples and Cox terms: this test checks the wiring, the statistics are tested above
+    experiment = _write_experiment(tmp_path / "fast.yaml", bootstrap=10,
+                                   cox_covariates=["smoking", "prior_response", "ecog"])
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["analyze", "--data", str(data), "--experiment", str(experiment),
                                    "--out", str(out)])
