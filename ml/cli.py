@@ -133,11 +133,11 @@ def cohort_validate(
 
 @app.command("analyze")
 def analyze(
-    data: Path = typer.Option(None, "--data", help="Cohort table (.csv or .parquet) [default: the "
-                              "default twin cohort]."),
+    data: Path = typer.Option(None, "--data", help="Cohort table (.csv or .parquet); without it, "
+                              "the default twin cohort."),
     mapping: Path = typer.Option(None, "--mapping", help="Column-mapping YAML for a user table."),
-    experiment: Path = typer.Option(None, "--experiment", help="Analysis YAML [default: "
-                                    "experiments/paper.yaml]."),
+    experiment: Path = typer.Option(None, "--experiment", help="Analysis YAML; without it, "
+                                    "experiments/paper.yaml."),
     out: Path = typer.Option(Path("out/analysis"), "--out", help="Directory for analysis.json, "
                              "weights.csv and the figures."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log to MLflow (experiment 'analysis')."),
