@@ -1,0 +1,241 @@
+"""ml.tune: search spaces, the study machinery (storage, workers, pruning), nested CV, registry."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from ml import models, tune
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+FAMILIES = ("rsf", "gbsa", "xgb_cox", "xgb_aft", "coxnet")
+
+
+@pytest.fixture(scope="module")
+def data():
+    from features import datasets
+
+    return datasets.twin(n=160, seed=5)
+
+
+def _space_file(tmp_path, text: str):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---- search spaces --------------------------------------------------------------------
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shipped_search_spaces_load_and_name_real_parameters(family, data):
+    space = tune.load_search_space(family)
+    assert space.family == family and space.params
+    tune.check_space(space, tune.make_model(family, data.spec, random_state=0))
+
+
+def test_every_tunable_registry_family_has_a_search_space():
+    assert set(FAMILIES) <= set(tune.available_models()) <= set(models.MODEL_NAMES)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("family: rsf\nparams: {}\n", "empty"),
+    ("family: rsf\nparams:\n  n_estimators: {type: int, lwo: 1, high: 5}\n", "lwo"),
+    ("family: rsf\nparams:\n  n_estimators: {type: int, low: 9, high: 5}\n", "low"),
+    ("family: rsf\nparams:\n  n_estimators: {type: float, low: 0, high: 5, log: true}\n", "log"),
+    ("family: rsf\nparams:\n  max_features: {type: categorical, choices: []}\n", "choices"),
+    ("family: rsf\nparams:\n  n_estimators: {type: integer, low: 1, high: 5}\n", "type"),
+    ("family: rsf\nparms:\n  n_estimators: {type: int, low: 1, high: 5}\n", "parms"),
+    ("family: gbsa\nparams:\n  n_estimators: {type: int, low: 1, high: 5}\n", "does not match"),
+])
+def test_bad_search_space_fails_at_load_with_a_clear_message(tmp_path, text, message):
+    with pytest.raises(tune.TuneError, match=message):
+        tune.load_search_space("rsf", path=_space_file(tmp_path, text))
+
+
+def test_a_parameter_typo_fails_before_any_trial(tmp_path, data):
+    space = tune.load_search_space("rsf", path=_space_file(
+        tmp_path, "params:\n  n_estimator: {type: int, low: 10, high: 20}\n"))
+    with pytest.raises(tune.TuneError, match="n_estimator"):
+        tune.check_space(space, tune.make_model("rsf", data.spec, random_state=0))
+
+
+def test_suggestions_stay_inside_the_ranges_and_fixed_values_pass_through():
+    space = tune.load_search_space("xgb_aft")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        params = space.suggest(study.ask())
+        for name, p in space.params.items():
+            if isinstance(p, tune.CategoricalParam):
+                assert params[name] in p.choices
+            else:
+                assert p.low <= params[name] <= p.high
+        assert all(params[k] == v for k, v in space.fixed.items())
+
+
+# ---- small pure pieces ----------------------------------------------------------------
+@pytest.mark.parametrize("n, w", [(20, 2), (7, 3), (1, 2), (0, 1)])
+def test_quotas_add_up_to_the_requested_trials(n, w):
+    q = tune.quotas(n, w)
+    assert sum(q) == n and len(q) == w and max(q) - min(q) <= 1
+
+
+def test_corrected_t_ci_by_hand():
+    mean, lo, hi = tune.corrected_t_ci([0.6, 0.7, 0.8], n_train=200, n_test=100)
+    half = 4.302652729911275 * math.sqrt(0.01 * (1 / 3 + 0.5))  # t(0.975, 2), var 0.01
+    assert mean == pytest.approx(0.7)
+    assert (lo, hi) == pytest.approx((0.7 - half, 0.7 + half))
+
+
+@pytest.mark.parametrize("kwargs", [dict(objective="auc"), dict(n_trials=-1), dict(outer_folds=1),
+                                    dict(workers=0), dict(timeout=0)])
+def test_bad_config_values_are_refused(kwargs):
+    with pytest.raises(tune.TuneError):
+        tune.TuneConfig(model="rsf", **kwargs)
+
+
+def test_redact_hides_passwords():
+    assert tune._redact("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+
+
+# ---- objective and pruning ------------------------------------------------------------
+def _objective(data, model="coxnet", folds=3):
+    X, y = data.X.reset_index(drop=True), data.y
+    base = tune.make_model(model, data.spec, random_state=0)
+    return tune.InnerCVObjective(X, y, base, tune.load_search_space(model),
+                                 tune.splits(y, folds, random_state=0), "uno_c", data.tau)
+
+
+def test_a_hopeless_configuration_is_pruned_after_the_first_inner_fold(data):
+    study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(startup_trials=3))
+    for _ in range(3):
+        study.enqueue_trial({"alpha": 0.001, "l1_ratio": 0.5})
+    study.enqueue_trial({"alpha": 1.0, "l1_ratio": 1.0})  # every coefficient shrunk to 0: C = 0.5
+    study.optimize(_objective(data), n_trials=4)
+    good, bad = study.trials[0], study.trials[3]
+    assert good.state.name == "COMPLETE" and len(good.intermediate_values) == 3
+    assert good.value > 0.6
+    assert bad.state.name == "PRUNED" and list(bad.intermediate_values) == [0]
+    assert bad.intermediate_values[0] == pytest.approx(0.5, abs=0.02)
+
+
+def test_reported_values_are_running_means_of_the_fold_scores(data):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(_objective(data), n_trials=1)
+    t = study.trials[0]
+    scores = t.user_attrs["fold_scores"]
+    assert [t.intermediate_values[k] for k in range(3)] == pytest.approx(
+        [np.mean(scores[: k + 1]) for k in range(3)])
+    assert t.value == pytest.approx(np.mean(scores))
+
+
+# ---- storage and workers --------------------------------------------------------------
+def _job(data, storage, name, n_trials, worker, invocation="test"):
+    cfg = tune.TuneConfig(model="coxnet", n_trials=n_trials, inner_folds=2, seed=3, storage=storage)
+    task = tune.StudyTask(name, np.arange(len(data.y)), 0)
+    return tune.WorkerJob(data.X.reset_index(drop=True), data.y, data.spec, data.tau, cfg,
+                          tune.load_search_space("coxnet"), (task,), storage, n_trials, worker,
+                          invocation, None)
+
+
+def test_two_worker_processes_share_one_study_without_lost_or_duplicated_trials(tmp_path, data):
+    storage = str(tmp_path / "journal.log")
+    tune.create_studies(tune.open_storage(storage), ["shared"], "maximize", "fp")
+    jobs = [_job(data, storage, "shared", q, w) for w, q in enumerate(tune.quotas(7, 2))]
+    tune.run_workers(jobs)  # two spawned processes, each with its own storage connection
+    trials = optuna.load_study(study_name="shared", storage=tune.open_storage(storage)).trials
+    assert len(trials) == 7
+    assert sorted(t.number for t in trials) == list(range(7))
+    assert len({t._trial_id for t in trials}) == 7
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert sorted(t.user_attrs["worker"] for t in trials) == [0, 0, 0, 0, 1, 1, 1]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def test_a_seeded_study_is_reproducible(tmp_path, data):
+    runs = []
+    for k in range(2):
+        storage = str(tmp_path / f"j{k}.log")
+        tune.create_studies(tune.open_storage(storage), ["s"], "maximize", "fp")
+        tune.work(_job(data, storage, "s", 4, 0))
+        study = optuna.load_study(study_name="s", storage=tune.open_storage(storage))
+        runs.append([(t.params, t.value) for t in study.trials])
+    assert runs[0] == runs[1]
+
+
+def test_sqlite_url_storage_works_and_bad_storage_is_one_clear_error(tmp_path):
+    storage = tune.open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    tune.create_studies(storage, ["a"], "maximize", "fp")
+    assert optuna.load_study(study_name="a", storage=storage).user_attrs["fingerprint"] == "fp"
+    with pytest.raises(tune.TuneError, match="cannot open optuna storage 'sqlite:////nonexistent"):
+        tune.open_storage("sqlite:////nonexistent/dir/x.db")
+
+
+def test_a_study_of_other_data_or_direction_is_refused(tmp_path):
+    storage = tune.open_storage(str(tmp_path / "j.log"))
+    tune.create_studies(storage, ["s"], "maximize", "fp1")
+    with pytest.raises(tune.TuneError, match="other data"):
+        tune.create_studies(storage, ["s"], "maximize", "fp2")
+    with pytest.raises(tune.TuneError, match="direction"):
+        tune.create_studies(storage, ["s"], "minimize", "fp1")
+
+
+# ---- nested CV + MLflow ---------------------------------------------------------------
+def test_nested_tuning_logs_trials_registers_and_moves_champion_only_when_better(mlflow_store, data):
+    import mlflow
+
+    from ml import tracking
+
+    cfg = tune.TuneConfig(model="coxnet", n_trials=3, outer_folds=2, inner_folds=2, seed=1,
+                          storage=str(mlflow_store / "j.log"), pruner_startup_trials=2)
+    result, reg = tune.run_and_log(data, cfg, registered_name="rechallenge-pfs-coxnet")
+    assert result.studies == [f"{result.study}-outer0", f"{result.study}-outer1", result.study]
+    assert result.trials.groupby("study").size().to_dict() == {s: 3 for s in result.studies}
+    assert set(result.outer["variant"]) == {"tuned", "default"} and len(result.outer) == 4
+    assert result.outer[list(tune.OBJECTIVES)].notna().all().all()
+    assert (result.outer["n_train"] + result.outer["n_test"] == len(data.y)).all()
+    assert reg.version == "1" and reg.promoted and reg.previous_champion is None
+
+    client = mlflow.MlflowClient()
+    children = client.search_runs(
+        [client.get_run(reg.run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{reg.run_id}'")
+    assert len(children) == 9
+    assert all("alpha" in c.data.params for c in children)
+    assert tracking.champion("rechallenge-pfs-coxnet")["version"] == "1"
+
+    # a second, worse version (by its outer estimate) leaves the alias where it is
+    v1 = client.get_model_version("rechallenge-pfs-coxnet", "1")
+    best, uri = float(v1.tags["outer_uno_c"]), v1.source
+    worse = tracking.register_model(uri, "rechallenge-pfs-coxnet", {"outer_uno_c": best - 0.01})
+    assert tracking.promote_if_better("rechallenge-pfs-coxnet", worse, "outer_uno_c", True)[0] is False
+    better = tracking.register_model(uri, "rechallenge-pfs-coxnet", {"outer_uno_c": best + 0.01})
+    assert tracking.promote_if_better("rechallenge-pfs-coxnet", better, "outer_uno_c", True)[0] is True
+    assert tracking.champion("rechallenge-pfs-coxnet")["version"] == better == "3"
+    loaded = mlflow.sklearn.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"])
+    assert np.allclose(loaded.predict(data.X), result.final_model.predict(data.X))
+
+
+# ---- CLI bad input --------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--model", "rsf", "--storage", "sqlite:////nonexistent/dir/x.db"], "cannot open optuna storage"),
+    (["--model", "rsf", "--storage", "postgresql://me:pw@127.0.0.1:1/db"], "me:***@"),
+    (["--model", "rsf", "--objective", "auc"], "unknown objective"),
+    (["--model", "rsf", "--space", "EMPTY"], "search space is empty"),
+])
+def test_cli_bad_input_is_one_clear_line_and_exit_2(mlflow_store, args, message):
+    from ml.cli import app
+
+    empty = mlflow_store / "empty.yaml"
+    empty.write_text("family: rsf\nparams: {}\n")
+    args = [str(empty) if a == "EMPTY" else a for a in args]
+    result = CliRunner().invoke(app, ["tune", *args])
+    assert result.exit_code == 2
+    out = result.output.strip()
+    assert message in out and len(out.splitlines()) == 1 and "Traceback" not in out
+    assert "pw@" not in out
