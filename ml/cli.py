@@ -21,8 +21,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" must print as written
 )
-cohort_app = typer.Typer(help="Draw, describe and validate cohort tables.", no_args_is_help=True)
+cohort_app = typer.Typer(help="Draw, describe and validate cohort tables.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(cohort_app, name="cohort")
 
 console = Console()
