@@ -191,7 +191,8 @@ def explain_tree(estimator: Any, X: pd.DataFrame, output: str = RISK,
         explainer = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")
         method = "exact TreeSHAP, path-dependent (converted sksurv trees)"
     else:
-        bg = _frame(background).to_numpy(np.float64)
+        # sksurv compares float32 inputs with the thresholds: round the background the same way
+        bg = _frame(background).to_numpy(np.float32).astype(np.float64)
         explainer = shap.TreeExplainer(model, data=bg, feature_perturbation="interventional")
         method = "exact TreeSHAP, interventional (converted sksurv trees)"
     values = np.asarray(explainer.shap_values(X.to_numpy(np.float64), check_additivity=False))
