@@ -41,7 +41,7 @@ def bin_times(time: np.ndarray, event: np.ndarray, max_times: int | None) -> np.
     """
     if max_times is None or len(np.unique(time)) <= max_times:
         return time
-    grid = np.unique(np.quantile(time[event], np.linspace(0, 1, max_times)))
+    grid = np.unique(np.quantile(time[event], np.linspace(0, 1, max_times)[:-1]))
     grid = np.append(grid[grid < time.max()], time.max())
     return grid[np.searchsorted(grid, time, side="left")]
 

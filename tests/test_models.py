@@ -1,0 +1,228 @@
+"""Properties of every survival model, plus known answers against lifelines and scikit-survival."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+from sklearn.base import clone
+
+from features import datasets
+from ml import models
+
+FAST = {"rsf": {"n_estimators": 15}, "gbsa": {"n_estimators": 30}, "xgb_cox": {"n_estimators": 30},
+        "xgb_aft": {"n_estimators": 30}}
+PH_MODELS = ("cox", "iptw_cox", "coxnet", "gbsa", "xgb_cox")
+
+
+@pytest.fixture(scope="module")
+def twin_xy(twin_small):
+    data = datasets.twin(n=300, seed=11)
+    pre = clone(models.make_pipeline("cox", data.spec)[0])
+    X = pre.fit_transform(data.X.iloc[:200])
+    return X, data.y[:200], data.treatment_column
+
+
+def _fit(name, X, y, w=None, **extra):
+    est = models.make_estimator(name, random_state=0, treatment_column="treatment=CIA",
+                                **{**FAST.get(name, {}), **extra})
+    return est.fit(X, y, sample_weight=w)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_curves_are_probabilities_and_non_increasing(twin_xy, name):
+    X, y, _ = twin_xy
+    est = _fit(name, X, y)
+    surv = est.predict_survival_function(X.iloc[:40], return_array=True)
+    assert surv.shape == (40, len(est.unique_times_))
+    assert np.all((surv >= 0) & (surv <= 1))
+    assert np.all(np.diff(surv, axis=1) <= 1e-12)
+    fns = est.predict_survival_function(X.iloc[:3])
+    assert np.isclose(fns[0](0.0), 1.0)  # S(0) = 1
+    assert np.allclose(fns[1](est.unique_times_), surv[1])
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_risk_order_matches_curves(twin_xy, name):
+    X, y, _ = twin_xy
+    est = _fit(name, X, y)
+    risk = est.predict(X)
+    surv = est.predict_survival_function(X, return_array=True)
+    at = np.searchsorted(est.unique_times_, np.median(y["time"]))
+    rho = spearmanr(risk, 1 - surv[:, at]).statistic
+    # proportional hazards: same order at every time; RSF/AFT: same direction
+    assert rho > (0.999 if name in PH_MODELS else 0.8)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_sample_weights_change_the_fit(twin_xy, name):
+    X, y, _ = twin_xy
+    w = np.random.default_rng(3).uniform(0.1, 5.0, len(y))
+    plain, weighted = _fit(name, X, y).predict(X), _fit(name, X, y, w).predict(X)
+    assert np.max(np.abs(plain - weighted)) > 1e-3
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("cox", {}), ("coxnet", {}), ("iptw_cox", {"truncate": None}), ("gbsa", {"subsample": 1.0}),
+    ("xgb_cox", {"tree_method": "exact", "subsample": 1.0, "colsample_bytree": 1.0}),
+    ("xgb_aft", {"tree_method": "exact", "subsample": 1.0, "colsample_bytree": 1.0}),
+])
+def test_zero_weight_is_the_same_as_removing_the_row(twin_xy, name, extra):
+    """Weights enter the likelihood itself (weighted risk sets), not only per-row gradients."""
+    X, y, _ = twin_xy
+    keep = np.random.default_rng(5).random(len(y)) > 0.25
+    weighted = _fit(name, X, y, keep.astype(float), **extra).predict(X[keep])
+    removed = _fit(name, X[keep], y[keep], **extra).predict(X[keep])
+    assert np.allclose(weighted, removed, atol=1e-6)
+
+
+def test_rsf_weights_are_exact_in_the_splits(twin_xy):
+    X, y, _ = twin_xy
+    keep = np.random.default_rng(5).random(len(y)) > 0.25
+    kw = {"n_estimators": 1, "max_features": None, "max_samples": None, "max_times": None}
+    a = _fit("rsf", X, y, keep.astype(float), **kw).model_
+    a.estimators_[0].set_params()  # a fitted sksurv forest
+    # without bootstrap randomness: compare one tree fitted on weights vs on the kept rows
+    from sksurv.tree import SurvivalTree
+
+    t1 = SurvivalTree(min_samples_leaf=5, random_state=0).fit(X, y, sample_weight=keep.astype(float))
+    t2 = SurvivalTree(min_samples_leaf=5, random_state=0).fit(X[keep], y[keep])
+    s1 = np.vstack([f([1.0, 5.0, 10.0]) for f in t1.predict_survival_function(X[keep])])
+    s2 = np.vstack([f([1.0, 5.0, 10.0]) for f in t2.predict_survival_function(X[keep])])
+    assert np.allclose(s1, s2)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_clone_and_params_round_trip(name):
+    est = models.make_estimator(name, random_state=1, treatment_column="treatment=CIA")
+    params = est.get_params()
+    twin = clone(est)
+    assert twin.get_params() == params
+    assert type(twin) is type(est) and not hasattr(twin, "unique_times_")
+
+
+def test_pipeline_exposes_preprocessor_and_library_model(twin_small):
+    data = datasets.twin(n=300, seed=11)
+    pipe = models.fit_full("xgb_cox", data.spec, data.X, data.y, random_state=0, n_estimators=10)
+    assert set(pipe.named_steps) == {"pre", "model"}
+    assert pipe.preprocessor_.transform(data.X.iloc[:2]).shape[0] == 2
+    assert hasattr(pipe.model_, "booster_")
+    curves = pipe.predict_survival_function(data.X.iloc[:5], return_array=True)
+    assert curves.shape[0] == 5
+
+
+def test_registry_rejects_unknown_names_and_needs_treatment_for_iptw():
+    with pytest.raises(ValueError, match="unknown model"):
+        models.make_estimator("deepsurv")
+    with pytest.raises(models.SurvivalInputError, match="treatment"):
+        models.make_estimator("iptw_cox")
+    assert models.make_estimator("coxnet", alpha=0.3).alpha == 0.3
+
+
+# ------------------------------------------------------------------ known answers
+
+
+@pytest.fixture(scope="module")
+def whas():
+    from sksurv.datasets import load_whas500
+
+    X, y = load_whas500()
+    X = X.select_dtypes("number").astype(float)
+    X = (X - X.mean()) / X.std()
+    return X, y
+
+
+def _lifelines(X, y, weights=None):
+    from lifelines import CoxPHFitter
+
+    df = X.copy()
+    df["T"], df["E"] = y["lenfol"], y["fstat"].astype(int)
+    if weights is not None:
+        df["w"] = weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CoxPHFitter().fit(df, "T", "E", weights_col="w" if weights is not None else None)
+
+
+def test_cox_matches_lifelines_with_ties_and_weights(whas):
+    X, y = whas
+    assert len(np.unique(y["lenfol"])) < len(y)  # tied times: Efron's correction matters
+    w = np.random.default_rng(1).uniform(0.2, 3.0, len(y))
+    ours = models.CoxPH(alpha=0.0).fit(X, y)
+    ours_w = models.CoxPH(alpha=0.0).fit(X, y, sample_weight=w)
+    assert np.allclose(ours.coef_, _lifelines(X, y).params_.to_numpy(), atol=1e-6)
+    assert np.allclose(ours_w.coef_, _lifelines(X, y, w).params_.to_numpy(), atol=1e-6)
+    # Breslow baseline survival against lifelines' at the same times
+    ll = _lifelines(X, y)
+    times = np.unique(y["lenfol"][y["fstat"]]).astype(float)[[5, 50, 150]]  # lifelines interpolates between
+    theirs = ll.predict_survival_function(X.iloc[:3], times=times).to_numpy().T
+    mine = np.vstack([f(times) for f in ours.predict_survival_function(X.iloc[:3])])
+    assert np.allclose(mine, theirs, atol=1e-6)
+
+
+def test_cox_weights_are_scale_free(whas):
+    X, y = whas
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
+    a = models.CoxPH().fit(X, y, sample_weight=w).coef_
+    b = models.CoxPH().fit(X, y, sample_weight=7.5 * w).coef_
+    assert np.allclose(a, b, atol=1e-8)
+
+
+def test_coxnet_matches_scikit_survival(whas):
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    X, y = whas
+    for alpha, l1 in ((0.05, 0.5), (0.02, 1.0), (0.1, 0.1)):
+        theirs = CoxnetSurvivalAnalysis(alphas=[alpha], l1_ratio=l1, tol=1e-10, max_iter=100000).fit(X, y)
+        ours = models.Coxnet(alpha=alpha, l1_ratio=l1, ties="breslow").fit(X, y)
+        assert np.allclose(ours.coef_, theirs.coef_.ravel(), atol=2e-4), (alpha, l1)
+    lasso = models.Coxnet(alpha=0.1, l1_ratio=1.0).fit(X, y)
+    assert (lasso.coef_ == 0).any()  # the L1 part gives exact zeros
+
+
+def test_xgb_cox_predict_is_the_log_hazard_margin(twin_xy):
+    import xgboost
+
+    X, y, _ = twin_xy
+    est = _fit("xgb_cox", X, y)
+    margin = est.booster_.predict(xgboost.DMatrix(X.to_numpy(np.float32), feature_names=list(X.columns)),
+                                  output_margin=True)
+    assert np.allclose(est.predict(X), margin, atol=1e-5)
+    aft = _fit("xgb_aft", X, y)
+    log_time = aft.booster_.predict(xgboost.DMatrix(X.to_numpy(np.float32), feature_names=list(X.columns)),
+                                    output_margin=True)
+    assert np.allclose(aft.predict(X), -log_time, atol=1e-5)
+
+
+def test_iptw_cox_fits_its_propensity_on_the_rows_it_is_given(twin_xy):
+    X, y, treatment = twin_xy
+    est = _fit("iptw_cox", X.iloc[:120], y[:120])
+    assert len(est.iptw_) == 120 and est.propensity_model_.n_features_in_ == X.shape[1] - 1
+    treated = X[treatment].to_numpy()[:120] > 0.5
+    assert np.isclose(np.sum(est.iptw_[treated]) / np.sum(est.iptw_), treated.mean(), atol=0.15)
+    with pytest.raises(models.SurvivalInputError, match="no treatment column"):
+        _fit("iptw_cox", X.drop(columns=[treatment]), y)
+
+
+def test_models_refuse_data_without_events(twin_xy):
+    X, y, _ = twin_xy
+    y0 = y.copy()
+    y0["event"] = False
+    for name in models.MODEL_NAMES:
+        with pytest.raises(models.SurvivalInputError, match="no events"):
+            _fit(name, X, y0)
+
+
+def test_bin_times_keeps_range_and_bounds_grid():
+    from ml.models.trees import bin_times
+
+    rng = np.random.default_rng(0)
+    t = rng.exponential(10, 5000) + 0.01
+    e = rng.random(5000) < 0.7
+    b = bin_times(t, e, 50)
+    assert len(np.unique(b)) <= 50 and np.all(b >= t) and b.max() == t.max()
+    assert np.array_equal(bin_times(t, e, None), t)
+    assert isinstance(pd.Series(b).rank(), pd.Series)
