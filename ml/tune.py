@@ -45,7 +45,6 @@ import optuna
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from scipy import stats
 from sklearn.base import clone
 
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "search_spaces"
@@ -233,56 +232,43 @@ def with_params(estimator: Any, params: Mapping[str, Any]) -> Any:
     return est.set_params(**{_param_key(est, k): v for k, v in params.items()})
 
 
-def score(objective: str, model: Any, X_test: pd.DataFrame, y_train: np.ndarray,
-          y_test: np.ndarray, tau: float | None = None) -> float:
-    """One held-out score of a fitted model (higher is better for C, lower for IBS)."""
-    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, integrated_brier_score
+@dataclass(frozen=True)
+class Scoring:
+    """What ml.evaluate.score_fold needs besides the data: the data set's horizons and tau."""
 
-    if objective == "harrell_c":
-        return float(concordance_index_censored(y_test["event"], y_test["time"],
-                                                model.predict(X_test))[0])
-    tau = _horizon(y_train, y_test, tau)
-    if objective == "uno_c":
-        return float(concordance_index_ipcw(y_train, y_test, model.predict(X_test), tau=tau)[0])
-    if objective == "ibs":
-        times = _time_grid(y_test, tau)
-        surv = np.vstack([fn(times) for fn in model.predict_survival_function(X_test)])
-        return float(integrated_brier_score(y_train, y_test, surv, times))
-    raise TuneError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+    horizons: dict[str, float]
+    tau: float
+    calibration_horizon: str
+
+    @classmethod
+    def of(cls, data: Any) -> Scoring:
+        return cls(dict(data.horizons), float(data.tau), data.calibration_horizon)
 
 
-def _horizon(y_train: np.ndarray, y_test: np.ndarray, tau: float | None) -> float:
-    """Truncation time (default the 80th percentile of test times), inside the training follow-up."""
-    t = np.quantile(y_test["time"], 0.8) if tau is None else tau
-    return float(min(t, y_train["time"][y_train["event"]].max() if y_train["event"].any()
-                     else y_train["time"].max()))
+def score(model: Any, X_test: pd.DataFrame, y_train: np.ndarray, y_test: np.ndarray, scoring: Scoring,
+          curves: bool = True) -> dict[str, float]:
+    """Held-out metrics of a fitted model by ml.evaluate.score_fold (the project's one scorer).
 
+    Without `curves` the survival-curve metrics (IBS, Brier) are skipped: cheaper when
+    the objective is a C-index.
+    """
+    from ml import evaluate
 
-def _time_grid(y_test: np.ndarray, tau: float, n: int = 30) -> np.ndarray:
-    lo = np.quantile(y_test["time"], 0.1)
-    hi = min(tau, np.max(y_test["time"]) * (1 - 1e-9))
-    return np.linspace(lo, hi, n) if hi > lo else np.array([lo])
+    surv = model.predict_survival_function(X_test, return_array=True) if curves else None
+    fs = evaluate.score_fold(y_train, y_test, model.predict(X_test), horizons=scoring.horizons,
+                             tau=scoring.tau, calibration_horizon=scoring.calibration_horizon, surv=surv,
+                             times=model.unique_times_ if curves else None)
+    return fs.metrics
 
 
 def splits(y: np.ndarray, n_splits: int, random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K folds stratified on the event indicator."""
-    from sklearn.model_selection import StratifiedKFold
+    """K folds stratified on the event indicator (ml.evaluate.make_folds, one repeat)."""
+    from ml import evaluate
 
-    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    return list(cv.split(np.zeros(len(y)), y["event"]))
-
-
-def corrected_t_ci(values: Sequence[float], n_train: int, n_test: int,
-                   level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and CI of K-fold scores with the Nadeau-Bengio corrected resampled t variance."""
-    v = np.asarray(values, dtype=float)
-    k = len(v)
-    mean = float(v.mean())
-    if k < 2:
-        return mean, math.nan, math.nan
-    var = v.var(ddof=1) * (1 / k + n_test / n_train)
-    half = stats.t.ppf(0.5 + level / 2, df=k - 1) * math.sqrt(var)
-    return mean, mean - half, mean + half
+    try:
+        return [(f.train, f.test) for f in evaluate.make_folds(y, n_splits, 1, random_state)]
+    except evaluate.EvaluationError as exc:
+        raise TuneError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------
@@ -409,7 +395,7 @@ class InnerCVObjective:
     space: SearchSpace
     folds: list[tuple[np.ndarray, np.ndarray]]
     objective: str
-    tau: float | None = None
+    scoring: Scoring
     tags: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -421,11 +407,12 @@ class InnerCVObjective:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fitted = clone(model).fit(self.X.iloc[tr], self.y[tr])
-                scores.append(score(self.objective, fitted, self.X.iloc[va], self.y[tr], self.y[va],
-                                    self.tau))
-            trial.report(float(np.mean(scores)), step)
+                metrics = score(fitted, self.X.iloc[va], self.y[tr], self.y[va], self.scoring,
+                                curves=self.objective == "ibs")
+            scores.append(metrics[self.objective])
             if not math.isfinite(scores[-1]):
-                raise ValueError(f"non-finite {self.objective} on inner fold {step}")
+                raise ValueError(f"{self.objective} could not be computed on inner fold {step}")
+            trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 trial.set_user_attr("fold_scores", scores)
                 raise optuna.TrialPruned(f"pruned after inner fold {step}")
@@ -440,7 +427,7 @@ class WorkerJob:
     X: pd.DataFrame
     y: np.ndarray
     spec: Any
-    tau: float | None
+    scoring: Scoring
     config: TuneConfig
     space: SearchSpace
     tasks: tuple[StudyTask, ...]
@@ -471,7 +458,7 @@ def work(job: WorkerJob) -> int:
         )
         X, y = job.X.iloc[task.rows], job.y[task.rows]
         folds = splits(y, cfg.inner_folds, random_state=cfg.seed + 1 + task.index)
-        objective = InnerCVObjective(X, y, base, job.space, folds, cfg.objective, job.tau, tags)
+        objective = InnerCVObjective(X, y, base, job.space, folds, cfg.objective, job.scoring, tags)
         before = len(study.get_trials(deepcopy=False))
         study.optimize(objective, n_trials=job.n_trials, timeout=timeout, catch=CATCH,
                        gc_after_trial=False)
@@ -546,7 +533,7 @@ def tune(data: Any, config: TuneConfig, *, label: str | None = None) -> TuneResu
     best configuration refitted on all rows. `label` prefixes the default study name.
     """
     t0 = time.time()
-    X, y, spec, tau = data.X.reset_index(drop=True), data.y, data.spec, data.tau
+    X, y, spec, scoring = data.X.reset_index(drop=True), data.y, data.spec, Scoring.of(data)
     label = label or _slug(data.name)
     space, base, storage = prepare(config, spec)
     objective = OBJECTIVES[config.objective]
@@ -561,7 +548,7 @@ def tune(data: Any, config: TuneConfig, *, label: str | None = None) -> TuneResu
                   for i, (name, rows) in enumerate(zip(names, row_sets, strict=True)))
     invocation = uuid.uuid4().hex
     deadline = None if config.timeout is None else time.time() + config.timeout
-    jobs = [WorkerJob(X, y, spec, tau, config, space, tasks, config.storage, q, w, invocation, deadline)
+    jobs = [WorkerJob(X, y, spec, scoring, config, space, tasks, config.storage, q, w, invocation, deadline)
             for w, q in enumerate(quotas(config.n_trials, config.workers)) if q > 0 or w == 0]
     if config.n_trials > 0:
         run_workers(jobs)
@@ -572,7 +559,7 @@ def tune(data: Any, config: TuneConfig, *, label: str | None = None) -> TuneResu
         for variant, params in (("tuned", {**space.fixed, **best[k]}), ("default", space.fixed)):
             model = with_params(base, params).fit(X.iloc[tr], y[tr])
             rows.append({"fold": k, "variant": variant, "n_train": len(tr), "n_test": len(te),
-                         **{m: score(m, model, X.iloc[te], y[tr], y[te], tau) for m in OBJECTIVES}})
+                         **score(model, X.iloc[te], y[tr], y[te], scoring)})
     outer_df = pd.DataFrame(rows)
     final = with_params(base, {**space.fixed, **best[-1]}).fit(X, y)
     return TuneResult(
@@ -595,6 +582,8 @@ def _best_params(storage: optuna.storages.BaseStorage, name: str) -> dict[str, A
 
 def summarise_outer(outer: pd.DataFrame) -> pd.DataFrame:
     """Mean and corrected-t 95% CI per variant and metric, and of the paired tuned-default gap."""
+    from ml.evaluate import corrected_t_ci
+
     n_train, n_test = int(outer["n_train"].mean()), int(outer["n_test"].mean())
     wide = outer.pivot(index="fold", columns="variant", values=list(OBJECTIVES))
     rows = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -83,13 +82,6 @@ def test_quotas_add_up_to_the_requested_trials(n, w):
     assert sum(q) == n and len(q) == w and max(q) - min(q) <= 1
 
 
-def test_corrected_t_ci_by_hand():
-    mean, lo, hi = tune.corrected_t_ci([0.6, 0.7, 0.8], n_train=200, n_test=100)
-    half = 4.302652729911275 * math.sqrt(0.01 * (1 / 3 + 0.5))  # t(0.975, 2), var 0.01
-    assert mean == pytest.approx(0.7)
-    assert (lo, hi) == pytest.approx((0.7 - half, 0.7 + half))
-
-
 @pytest.mark.parametrize("kwargs", [dict(objective="auc"), dict(n_trials=-1), dict(outer_folds=1),
                                     dict(workers=0), dict(timeout=0)])
 def test_bad_config_values_are_refused(kwargs):
@@ -106,7 +98,7 @@ def _objective(data, model="coxnet", folds=3):
     X, y = data.X.reset_index(drop=True), data.y
     base = tune.make_model(model, data.spec, random_state=0)
     return tune.InnerCVObjective(X, y, base, tune.load_search_space(model),
-                                 tune.splits(y, folds, random_state=0), "uno_c", data.tau)
+                                 tune.splits(y, folds, random_state=0), "uno_c", tune.Scoring.of(data))
 
 
 def test_a_hopeless_configuration_is_pruned_after_the_first_inner_fold(data):
@@ -136,7 +128,7 @@ def test_reported_values_are_running_means_of_the_fold_scores(data):
 def _job(data, storage, name, n_trials, worker, invocation="test"):
     cfg = tune.TuneConfig(model="coxnet", n_trials=n_trials, inner_folds=2, seed=3, storage=storage)
     task = tune.StudyTask(name, np.arange(len(data.y)), 0)
-    return tune.WorkerJob(data.X.reset_index(drop=True), data.y, data.spec, data.tau, cfg,
+    return tune.WorkerJob(data.X.reset_index(drop=True), data.y, data.spec, tune.Scoring.of(data), cfg,
                           tune.load_search_space("coxnet"), (task,), storage, n_trials, worker,
                           invocation, None)
 
@@ -185,7 +177,47 @@ def test_a_study_of_other_data_or_direction_is_refused(tmp_path):
 
 
 # ---- nested CV + MLflow ---------------------------------------------------------------
-def test_nested_tuning_logs_trials_registers_and_moves_champion_only_when_better(mlflow_store, data):
+def test_nested_cv_has_one_study_per_outer_fold_plus_the_final_one(tmp_path, data):
+    cfg = tune.TuneConfig(model="coxnet", n_trials=2, outer_folds=2, inner_folds=2, seed=1,
+                          storage=str(tmp_path / "j.log"), pruner_startup_trials=1)
+    result = tune.tune(data, cfg)
+    assert result.studies == [f"{result.study}-outer0", f"{result.study}-outer1", result.study]
+    assert result.trials.groupby("study").size().to_dict() == {s: 2 for s in result.studies}
+    assert sorted(result.outer["variant"]) == ["default", "default", "tuned", "tuned"]
+    assert result.outer[list(tune.OBJECTIVES)].notna().all().all()
+    assert (result.outer["n_train"] + result.outer["n_test"] == len(data.y)).all()
+    best = result.trials[result.trials["study"] == result.study].sort_values("value").iloc[-1]
+    assert result.best_params == best["params"]
+    assert result.final_model.named_steps["model"].alpha == best["params"]["alpha"]
+    diff = result.summary.query("metric == 'uno_c'").set_index("variant")["mean"]
+    assert diff["tuned - default"] == pytest.approx(diff["tuned"] - diff["default"])
+    # the same command again adds trials to the same studies (load_if_exists)
+    again = tune.tune(data, cfg)
+    assert again.study == result.study
+    assert again.trials.groupby("study").size().to_dict() == {s: 4 for s in result.studies}
+
+
+def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
+    from sklearn.dummy import DummyRegressor
+
+    from ml import tracking
+
+    with tracking.run("tune", "models"):
+        uri = tracking.log_model(DummyRegressor().fit([[0.0], [1.0]], [0.0, 1.0]))
+    name = "rechallenge-pfs-test"
+    steps = [(0.70, True, "1"), (0.69, False, "1"), (0.70, False, "1"), (0.72, True, "4")]
+    for value, moved, champion in steps:
+        version = tracking.register_model(uri, name, {"outer_uno_c": value})
+        assert tracking.promote_if_better(name, version, "outer_uno_c", higher_is_better=True)[0] is moved
+        assert tracking.champion(name)["version"] == champion
+    ibs = "rechallenge-pfs-ibs"
+    for value, moved in ((0.20, True), (0.21, False), (0.15, True)):
+        version = tracking.register_model(uri, ibs, {"outer_ibs": value})
+        assert tracking.promote_if_better(ibs, version, "outer_ibs", higher_is_better=False)[0] is moved
+
+
+@pytest.mark.slow
+def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_store, data):
     import mlflow
 
     from ml import tracking
@@ -193,29 +225,17 @@ def test_nested_tuning_logs_trials_registers_and_moves_champion_only_when_better
     cfg = tune.TuneConfig(model="coxnet", n_trials=3, outer_folds=2, inner_folds=2, seed=1,
                           storage=str(mlflow_store / "j.log"), pruner_startup_trials=2)
     result, reg = tune.run_and_log(data, cfg, registered_name="rechallenge-pfs-coxnet")
-    assert result.studies == [f"{result.study}-outer0", f"{result.study}-outer1", result.study]
-    assert result.trials.groupby("study").size().to_dict() == {s: 3 for s in result.studies}
-    assert set(result.outer["variant"]) == {"tuned", "default"} and len(result.outer) == 4
-    assert result.outer[list(tune.OBJECTIVES)].notna().all().all()
-    assert (result.outer["n_train"] + result.outer["n_test"] == len(data.y)).all()
     assert reg.version == "1" and reg.promoted and reg.previous_champion is None
-
     client = mlflow.MlflowClient()
     children = client.search_runs(
         [client.get_run(reg.run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{reg.run_id}'")
     assert len(children) == 9
+    assert {c.data.tags["study"] for c in children} == set(result.studies)
     assert all("alpha" in c.data.params for c in children)
-    assert tracking.champion("rechallenge-pfs-coxnet")["version"] == "1"
-
-    # a second, worse version (by its outer estimate) leaves the alias where it is
-    v1 = client.get_model_version("rechallenge-pfs-coxnet", "1")
-    best, uri = float(v1.tags["outer_uno_c"]), v1.source
-    worse = tracking.register_model(uri, "rechallenge-pfs-coxnet", {"outer_uno_c": best - 0.01})
-    assert tracking.promote_if_better("rechallenge-pfs-coxnet", worse, "outer_uno_c", True)[0] is False
-    better = tracking.register_model(uri, "rechallenge-pfs-coxnet", {"outer_uno_c": best + 0.01})
-    assert tracking.promote_if_better("rechallenge-pfs-coxnet", better, "outer_uno_c", True)[0] is True
-    assert tracking.champion("rechallenge-pfs-coxnet")["version"] == better == "3"
+    version = client.get_model_version("rechallenge-pfs-coxnet", "1")
+    outer = result.summary.set_index(["metric", "variant"])["mean"]
+    assert float(version.tags["outer_uno_c"]) == pytest.approx(outer[("uno_c", "tuned")])
     loaded = mlflow.sklearn.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"])
     assert np.allclose(loaded.predict(data.X), result.final_model.predict(data.X))
 
