@@ -40,6 +40,17 @@ class BenchmarkError(ValueError):
     """Bad benchmark input: config, data or resampling."""
 
 
+TUNED_SUFFIX = "_tuned"
+
+
+def model_spec(name: str, config: BenchmarkConfig) -> tuple[str, dict[str, Any]]:
+    """(registry family, hyperparameters) of a leaderboard row: 'rsf', or a tuned row 'rsf_tuned'."""
+    family = name.removesuffix(TUNED_SUFFIX)
+    if name.endswith(TUNED_SUFFIX) and family in config.tuned_params:
+        return family, config.tuned_params[family]
+    return name, config.model_params.get(name, {})
+
+
 class Features(BaseModel):
     model_config = ConfigDict(extra="forbid")
     categorical: list[str] = Field(default_factory=list)
@@ -70,6 +81,9 @@ class BenchmarkConfig(BaseModel):
     calibration_groups: int = Field(default=3, ge=2)
     n_jobs: int = Field(default=2, ge=1)
     model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # tuned rows (`benchmark --tuned`, ml.tune): family -> the champion's best params; each adds
+    # a row '<family>_tuned' next to the default-hyperparameter row
+    tuned_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("models")
     @classmethod
@@ -172,9 +186,9 @@ def _run_fold(k: int, fold: evaluate.Fold, X: pd.DataFrame, y: np.ndarray, data:
     for name in names:
         start = time.perf_counter()
         try:
-            est = models.make_estimator(name, random_state=_fold_seed(config.seed, k),
-                                        treatment_column=data.treatment_column,
-                                        **config.model_params.get(name, {}))
+            family, params = model_spec(name, config)
+            est = models.make_estimator(family, random_state=_fold_seed(config.seed, k),
+                                        treatment_column=data.treatment_column, **params)
             est.fit(X_train, y_train)
             seconds = time.perf_counter() - start
             risk = est.predict(X_test)
@@ -223,6 +237,7 @@ def run_benchmark(data: datasets.SurvivalData, config: BenchmarkConfig,
                              "--treated VALUE)")
         else:
             names.append(name)
+    names += [f"{m}{TUNED_SUFFIX}" for m in config.tuned_params if m in names]
     if not names:
         raise BenchmarkError("no model left to run: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
     if BASELINE not in names:
@@ -351,10 +366,11 @@ def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures:
             model = row["model"]
             with tracking.run("benchmark", model, seed=cfg.seed, nested=True,
                               tags={"model": model, "role": "oracle" if model == ORACLE else "model"}):
-                params = {"model": model, **cfg.model_params.get(model, {})}
-                if model in models.REGISTRY:
-                    est = models.make_estimator(model, treatment_column=data.treatment_column or "none",
-                                                **cfg.model_params.get(model, {}))
+                family, row_params = model_spec(model, cfg)
+                params = {"model": model, **row_params}
+                if family in models.REGISTRY:
+                    est = models.make_estimator(family, treatment_column=data.treatment_column or "none",
+                                                **row_params)
                     params.update({f"param.{k}": v for k, v in est.get_params().items()})
                 tracking.log_params(params)
                 folds = result.scores[result.scores["model"] == model]

@@ -716,3 +716,24 @@ def cohort_data(df: pd.DataFrame, endpoint: str, name: str, source: str) -> Any:
         name=name, frame=df[[*spec.columns, time_col, event_col]].reset_index(drop=True), time=time_col,
         event=event_col, spec=spec, horizons=dict(datasets.TWIN_HORIZONS), tau=datasets.TWIN_TAU,
         treatment=schema.TREATMENT, treated=schema.TREATED, source=source)
+
+
+def champion_params(label: str, families: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Best params of each family's registered champion (`rechallenge-<label>-<family>`).
+
+    Returns ({family: params}, [families without a champion]). For `benchmark --tuned`; the
+    params were tuned on all rows of the data, so a benchmark row refitting them on the
+    benchmark's folds is optimistic: the honest figure is the tune run's outer estimate.
+    """
+    from ml import tracking
+
+    found, missing = {}, []
+    for family in families:
+        if not search_space_path(family).is_file():
+            continue
+        champ = tracking.champion(registered_model_name(label, family))
+        if champ is None or "best_params" not in champ["tags"]:
+            missing.append(family)
+        else:
+            found[family] = json.loads(champ["tags"]["best_params"])
+    return found, missing
