@@ -412,6 +412,7 @@ def explain_command(
                 e.risk, label, model=e.model, spec=prepared.spec)
     for file_name, fig in figures.items():
         fig.savefig(out / file_name, dpi=120, bbox_inches="tight")
+        plt.close(fig)
     table = ex.summary_frame(explained).pivot(index="feature", columns="model", values="rank")
     display.print_frame(console, table.reset_index()[["feature", *names]].sort_values(names[0]),
                         title=f"SHAP rank of each feature (risk, 1 = most important): {prepared.name}")

@@ -744,3 +744,36 @@ def summary_frame(explained: Sequence[ModelExplanation], output: str = RISK) -> 
     if not frames:
         return pd.DataFrame(columns=["model", "feature", "mean_abs_shap", "rank", "direction"])
     return pd.concat(frames, ignore_index=True)[["model", "feature", "mean_abs_shap", "rank", "direction"]]
+
+
+def signal_frame(checks: Sequence[SignalCheck]) -> pd.DataFrame:
+    """One row per model: pass/fail and, per signal feature, its rank and directions."""
+    rows = []
+    for c in checks:
+        row: dict[str, Any] = {"model": c.model, "pass": "yes" if c.passed else "no"}
+        for feat, res in c.features.items():
+            found = ", ".join(f"{lvl or feat}{'+' if s > 0 else '-' if s < 0 else '0'}"
+                              for lvl, s in res["direction_found"].items())
+            row[f"{feat} rank"] = res["rank"]
+            row[f"{feat} direction"] = found + ("" if res["direction_ok"] else " (wrong)")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_model_record(data: Any, name: str, params: Mapping[str, Any] | None = None,
+                       random_state: int | None = None, horizon: float | None = None) -> dict[str, Any]:
+    """SHAP summary of model `name` refitted on all rows of `data` (for the benchmark's log).
+
+    With a twin data set (one that carries the true linear predictor) the signal check
+    against the default cohort config is included.
+    """
+    [explained] = fit_and_explain(data, [name], horizon=horizon, random_state=random_state,
+                                  params={name: dict(params or {})})
+    record: dict[str, Any] = {"model": name, "refitted_on": int(len(data.frame)), **explained.record()}
+    if data.name.startswith("twin") and data.time == "pfs_months":
+        from features import twin
+
+        check = signal_check(explained.risk_summary, twin.true_log_hazard_ratios(), model=name,
+                             noise=twin.NOISE_FEATURES)
+        record["signal_check"] = check.as_dict()
+    return record
