@@ -50,6 +50,7 @@ from sklearn.base import clone
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "search_spaces"
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 SQLITE_TIMEOUT_S = 60
+HEARTBEAT_S = 60
 CATCH = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Numerical failures of one configuration: that trial is marked FAIL, the study goes on."""
 
@@ -310,7 +311,9 @@ def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseSt
     try:
         if "://" in target:
             kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if target.startswith("sqlite") else {}
-            return RDBStorage(target, engine_kwargs=kwargs)
+            # heartbeats: a trial of a crashed worker / machine is marked FAIL after the grace period
+            return RDBStorage(target, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                              grace_period=3 * HEARTBEAT_S)
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The open-lock (O_CREAT|O_EXCL) works on network file systems too, unlike symlinks on some.

@@ -210,6 +210,12 @@ def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
         version = tracking.register_model(uri, name, {"outer_uno_c": value})
         assert tracking.promote_if_better(name, version, "outer_uno_c", higher_is_better=True)[0] is moved
         assert tracking.champion(name)["version"] == champion
+    # benchmark --tuned reads the champion's best params from its version tag
+    tagged = tracking.register_model(uri, "rechallenge-pfs-coxnet",
+                                     {"outer_uno_c": 0.7, "best_params": '{"alpha": 0.2, "l1_ratio": 0.4}'})
+    tracking.promote_if_better("rechallenge-pfs-coxnet", tagged, "outer_uno_c", higher_is_better=True)
+    found, missing = tune.champion_params("pfs", ["cox", "coxnet", "rsf"])
+    assert found == {"coxnet": {"alpha": 0.2, "l1_ratio": 0.4}} and missing == ["rsf"]
     ibs = "rechallenge-pfs-ibs"
     for value, moved in ((0.20, True), (0.21, False), (0.15, True)):
         version = tracking.register_model(uri, ibs, {"outer_ibs": value})
@@ -259,3 +265,13 @@ def test_cli_bad_input_is_one_clear_line_and_exit_2(mlflow_store, args, message)
     out = result.output.strip()
     assert message in out and len(out.splitlines()) == 1 and "Traceback" not in out
     assert "pw@" not in out
+
+
+def test_benchmark_rows_of_tuned_models_use_the_champion_params():
+    from ml import benchmark
+
+    cfg = benchmark.BenchmarkConfig(models=["cox", "rsf"], model_params={"rsf": {"n_estimators": 50}},
+                                    tuned_params={"rsf": {"n_estimators": 300, "max_depth": 5}})
+    assert benchmark.model_spec("rsf", cfg) == ("rsf", {"n_estimators": 50})
+    assert benchmark.model_spec("rsf_tuned", cfg) == ("rsf", {"n_estimators": 300, "max_depth": 5})
+    assert benchmark.model_spec("cox", cfg) == ("cox", {})
