@@ -191,6 +191,11 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
                           numeric=tuple(numeric))
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
+    for col, levels in list(spec.categorical.items()):
+        if levels is None:
+            # labels as text, levels fixed up front (vocabulary only; nothing is fitted here)
+            frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v))
+            spec.categorical[col] = tuple(sorted(frame[col].dropna().unique()))
     if treatment is not None:
         control = next(v for v in sorted(frame[treatment].dropna().unique()) if v != treated)
         spec.categorical[treatment] = (control, treated)

@@ -75,10 +75,8 @@ def run(experiment: str, run_name: str, *, seed: int | None = None,
         tags: Mapping[str, str] | None = None, nested: bool = False) -> Iterator[Any]:
     """Start an MLflow run; mark it FAILED (never left RUNNING) if the body raises."""
     mlflow = _mlflow()
-    exp_id = _experiment_id(mlflow, experiment) if not nested else None
-    kwargs = {"run_name": run_name, "nested": nested}
-    if exp_id is not None:
-        kwargs["experiment_id"] = exp_id
+    # nested runs get the experiment id too: without it mlflow files them under 'Default'
+    kwargs = {"run_name": run_name, "nested": nested, "experiment_id": _experiment_id(mlflow, experiment)}
     active = mlflow.start_run(**kwargs)
     try:
         mlflow.set_tags({**provenance_tags(seed), **(tags or {})})
@@ -271,3 +269,91 @@ def log_figures(figures: Mapping[str, Any]) -> None:
 def active_run_id() -> str | None:
     run = _mlflow().active_run()
     return run.info.run_id if run is not None else None
+
+
+# ======================================================================================
+# Survival scoring model (ml.score): the survival pyfunc, its registry entry, loading.
+# The pyfunc class lives in ml.survival_pyfunc, imported only here.
+# ======================================================================================
+SCORING_EXPERIMENT = "score"
+SURVIVAL_MODEL_REQUIREMENTS = (*MODEL_REQUIREMENTS, "shap", "pydantic", "joblib")
+
+
+def survival_signature() -> Any:
+    """Input: the patient columns (every covariate required, null = unknown; id optional).
+    Output: the columns of ml.score.OUTPUT_COLUMNS."""
+    _mlflow()
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from features import schema
+    from ml import score
+
+    inputs = [ColSpec("string", "id", required=False)]
+    inputs += [ColSpec("double" if c in schema.NUMERIC_RANGES else "string", c) for c in score.SCORE_FEATURES]
+    outputs = [ColSpec(kind, name) for name, kind in score.OUTPUT_COLUMNS.items()]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def log_survival_model(scorer: Any, name: str = "survival_model",
+                       input_example: pd.DataFrame | None = None) -> str:
+    """Log a fitted ml.score.SurvivalScorer as the survival pyfunc to the active run; returns its URI."""
+    import joblib
+
+    mlflow = _mlflow()
+    from ml import score
+    from ml.survival_pyfunc import SCORER_ARTIFACT, SurvivalPyfunc
+
+    if input_example is None:
+        input_example = pd.DataFrame([score.EXAMPLE_PATIENT])
+    pins = [f"{pkg}=={md.version(pkg)}" for pkg in SURVIVAL_MODEL_REQUIREMENTS]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scorer.joblib"
+        joblib.dump(scorer, path)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=SurvivalPyfunc(), artifacts={SCORER_ARTIFACT: str(path)},
+            signature=survival_signature(), input_example=input_example, pip_requirements=pins)
+    return info.model_uri
+
+
+def register_survival_model(scorer: Any, registered_name: str, *, make_champion: bool = True,
+                            tags: Mapping[str, Any] | None = None,
+                            experiment: str = SCORING_EXPERIMENT) -> dict[str, Any]:
+    """Log `scorer` in a run of `experiment`, register it as a new version of `registered_name`
+    and (by default) point alias `champion` at it. Returns name, version, run id and URI."""
+    info = scorer.info()
+    with run(experiment, f"register {registered_name}", tags={"model": info["model"]}) as active:
+        log_params({"model": info["model"], "n_train": info["n_train"], "cutoffs": info["cutoffs"],
+                    "horizons_months": info["horizons_months"], "risk_scale": info["risk_scale"]})
+        uri = log_survival_model(scorer)
+        version = register_model(uri, registered_name, {"flavour": "rechallenge-survival", **(tags or {})})
+    if make_champion:
+        _mlflow().MlflowClient().set_registered_model_alias(registered_name, CHAMPION_ALIAS, version)
+    return {"name": registered_name, "version": version, "run_id": active.info.run_id,
+            "uri": f"models:/{registered_name}@{CHAMPION_ALIAS}" if make_champion
+            else f"models:/{registered_name}/{version}"}
+
+
+def load_survival_model(model_uri: str) -> Any:
+    """What a model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a local path)
+    holds: the ml.score.SurvivalScorer of a survival pyfunc, or the fitted pipeline of a
+    sklearn-flavoured model (e.g. registered by `rechallenge tune`). Raises ValueError with
+    the reason when nothing loadable is there."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        flavors = mlflow.models.get_model_info(model_uri).flavors
+        if flavors.get("python_function", {}).get("loader_module") == "mlflow.pyfunc.model":
+            wrapped = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+            scorer = getattr(wrapped, "scorer", None)
+            if scorer is None:
+                raise ValueError(f"{model_uri} is a pyfunc model but not a rechallenge survival model")
+            return scorer
+        if "sklearn" in flavors:
+            from mlflow import sklearn as sklearn_flavour
+
+            return sklearn_flavour.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        raise ValueError(f"cannot load a model from '{model_uri}': {str(exc).splitlines()[0]}") from None
+    raise ValueError(f"{model_uri} holds a model of flavour(s) {', '.join(flavors)}, not a survival model")
