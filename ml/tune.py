@@ -350,8 +350,8 @@ def fingerprint(X: pd.DataFrame, y: np.ndarray, config: TuneConfig, space: Searc
     return h.hexdigest()[:10]
 
 
-def _sampler_seed(seed: int, study_index: int, worker: int) -> int:
-    return int(np.random.SeedSequence([seed, study_index, worker]).generate_state(1)[0])
+def _sampler_seed(seed: int, study_index: int, worker: int, existing_trials: int) -> int:
+    return int(np.random.SeedSequence([seed, study_index, worker, existing_trials]).generate_state(1)[0])
 
 
 def make_pruner(startup_trials: int) -> optuna.pruners.BasePruner:
@@ -454,15 +454,15 @@ def work(job: WorkerJob) -> int:
         timeout = _share_of_time(job.deadline, len(job.tasks) - i)
         if timeout is not None and timeout <= 0:
             break
-        study = optuna.load_study(
-            study_name=task.name, storage=storage,
-            sampler=optuna.samplers.TPESampler(seed=_sampler_seed(cfg.seed, task.index, job.worker)),
-            pruner=make_pruner(cfg.pruner_startup_trials),
-        )
+        # The sampler's stream depends on the trials already there, so a resumed study or a
+        # later machine does not replay the first one's random start-up configurations.
+        before = len(optuna.load_study(study_name=task.name, storage=storage).get_trials(deepcopy=False))
+        sampler = optuna.samplers.TPESampler(seed=_sampler_seed(cfg.seed, task.index, job.worker, before))
+        study = optuna.load_study(study_name=task.name, storage=storage, sampler=sampler,
+                                  pruner=make_pruner(cfg.pruner_startup_trials))
         X, y = job.X.iloc[task.rows], job.y[task.rows]
         folds = splits(y, cfg.inner_folds, random_state=cfg.seed + 1 + task.index)
         objective = InnerCVObjective(X, y, base, job.space, folds, cfg.objective, job.scoring, tags)
-        before = len(study.get_trials(deepcopy=False))
         study.optimize(objective, n_trials=job.n_trials, timeout=timeout, catch=CATCH,
                        gc_after_trial=False)
         done += len(study.get_trials(deepcopy=False)) - before
