@@ -40,8 +40,9 @@ def default() -> None:
     cfg = bench.load_config(None)
     result = _run(cfg)
     top = result.leaderboard.iloc[0]
-    print(f"[default] twin n={result.n}, {len(cfg.models)} models, {cfg.repeats}x{cfg.folds}, n_jobs={cfg.n_jobs}: "
-          f"{result.seconds:.1f} s (target < 60 s); top row {top['model']} C={top['harrell_c']:.3f}")
+    print(f"[default] twin n={result.n}, {len(cfg.models)} models, {cfg.repeats}x{cfg.folds}, "
+          f"n_jobs={cfg.n_jobs}: {result.seconds:.1f} s (target < 60 s); "
+          f"top row {top['model']} C={top['harrell_c']:.3f}")
 
 
 def n2000() -> None:
@@ -91,9 +92,9 @@ def public() -> None:
         ours = float(result.leaderboard.set_index("model").loc["cox", "harrell_c"])
         theirs = _lifelines_c(data, cfg)
         best = result.leaderboard.iloc[0]
-        print(f"[public] {name}: n={result.n}, {result.seconds:.0f} s; cox C={ours:.4f}, lifelines C={theirs:.4f}, "
-              f"|diff|={abs(ours - theirs):.4f} (target < 0.005); best {best['model']} C={best['harrell_c']:.4f}; "
-              f"wrote {out}/leaderboard.csv")
+        print(f"[public] {name}: n={result.n}, {result.seconds:.0f} s; cox C={ours:.4f}, "
+              f"lifelines C={theirs:.4f}, |diff|={abs(ours - theirs):.4f} (target < 0.005); "
+              f"best {best['model']} C={best['harrell_c']:.4f}; wrote {out}/leaderboard.csv")
 
 
 def large() -> None:
@@ -113,7 +114,8 @@ def rsf() -> None:
     pre = clone(models.make_pipeline("cox", data.spec)[0])
     train = pre.fit_transform(X.iloc[fold.train])
     variants = {
-        "scaled defaults (max_samples 2000, leaf n//250, 200 time bins, 100 trees)": models.RSF(random_state=0),
+        "scaled defaults (max_samples 2000, leaf n//250, 200 time bins, 100 trees)":
+            models.RSF(random_state=0),
         "scikit-survival defaults (all rows, leaf 3, exact times), 10 trees": models.RSF(
             n_estimators=10, min_samples_leaf=3, max_samples=None, max_times=None, random_state=0),
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,12 @@ def _run_fold(k: int, fold: evaluate.Fold, X: pd.DataFrame, y: np.ndarray, data:
             family, params = model_spec(name, config)
             est = models.make_estimator(family, random_state=_fold_seed(config.seed, k),
                                         treatment_column=data.treatment_column, **params)
-            est.fit(X_train, y_train)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                est.fit(X_train, y_train)
             seconds = time.perf_counter() - start
+            notes += [f"{name}, repeat {fold.repeat + 1} fold {fold.fold + 1}: {w.message}" for w in caught
+                      if issubclass(w.category, RuntimeWarning)]
             risk = est.predict(X_test)
             fs = evaluate.score_fold(y_train, y_test, risk, surv=est.predict_survival_function(
                 X_test, return_array=True), times=est.unique_times_, **common)

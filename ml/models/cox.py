@@ -83,6 +83,23 @@ def _partial_likelihood(beta: np.ndarray, data: _CoxData, hessian: bool = True):
     return loglik, grad, info
 
 
+class SeparationWarning(RuntimeWarning):
+    """A Cox coefficient runs off to infinity (monotone likelihood, e.g. a level without events)."""
+
+
+SEPARATION_LOG_HR = 10.0
+
+
+def _warn_separation(beta: np.ndarray, est) -> None:
+    big = np.flatnonzero(np.abs(beta) > SEPARATION_LOG_HR)
+    if len(big):
+        names = getattr(est, "feature_names_in_", None)
+        terms = [str(names[j]) if names is not None else f"x{j}" for j in big]
+        warnings.warn(f"|log HR| > {SEPARATION_LOG_HR:g} for {', '.join(terms)}: the partial likelihood "
+                      "has no finite maximum (separation); set alpha > 0 to shrink", SeparationWarning,
+                      stacklevel=3)
+
+
 class _CoxBase(BreslowMixin, SurvivalEstimator):
     """Shared by CoxPH and Coxnet: data preparation, baseline, prediction."""
 
@@ -119,12 +136,15 @@ class _CoxBase(BreslowMixin, SurvivalEstimator):
 class CoxPH(_CoxBase):
     """Multivariable Cox model fitted by Newton-Raphson on the weighted partial likelihood.
 
-    alpha: ridge penalty 0.5 * alpha * ||b||^2 on the per-unit-weight scale. The default
-    1e-4 only keeps the fit finite when a training fold separates (e.g. a rare level with
-    no events); it moves C-indices by far less than 0.001.
+    alpha: ridge penalty 0.5 * alpha * ||b||^2 on the per-unit-weight scale. The default 0
+    is the plain maximum partial likelihood fit (lifelines' CoxPHFitter gives the same
+    coefficients). When a training fold separates (e.g. a rare level without events) the
+    MLE is infinite: the iterations stop when the log likelihood stops improving and a
+    `SeparationWarning` names the diverging coefficients; a small alpha (e.g. 1e-3) keeps
+    them finite instead.
     """
 
-    def __init__(self, alpha: float = 1e-4, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9):
+    def __init__(self, alpha: float = 0.0, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9):
         self.alpha = alpha
         self.ties = ties
         self.max_iter = max_iter
@@ -154,12 +174,13 @@ class CoxPH(_CoxBase):
                 if np.isfinite(f_new) and f_new <= f + 1e-12:
                     break
                 t /= 2
-            beta, f, g, h = beta + t * step, f_new, g_new, h_new
-            if np.max(np.abs(t * step)) < self.tol:
+            beta, f_old, f, g, h = beta + t * step, f, f_new, g_new, h_new
+            if np.max(np.abs(t * step)) < self.tol or f_old - f < 1e-12 * max(1.0, abs(f)):
                 break
         else:
             warnings.warn(f"CoxPH did not converge in {self.max_iter} iterations", RuntimeWarning,
                           stacklevel=2)
+        _warn_separation(beta, self)
         self._finish(beta, x, time, event, sample_weight)
         return self
 

@@ -32,7 +32,7 @@ class IPTWCox(SurvivalEstimator):
     def __init__(self, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
                  estimand: str = "ate", stabilized: bool = True,
                  truncate: tuple[float, float] | None = (1.0, 99.0), propensity_C: float = 1.0,
-                 alpha: float = 1e-4, ties: str = "efron"):
+                 alpha: float = 0.0, ties: str = "efron"):
         self.treatment = treatment
         self.confounders = confounders
         self.estimand = estimand
