@@ -226,3 +226,21 @@ def test_bin_times_keeps_range_and_bounds_grid():
     assert len(np.unique(b)) <= 50 and np.all(b >= t) and b.max() == t.max()
     assert np.array_equal(bin_times(t, e, None), t)
     assert isinstance(pd.Series(b).rank(), pd.Series)
+
+
+def test_cox_warns_on_separation_and_ridge_keeps_it_finite():
+    from ml.models.cox import SeparationWarning
+
+    rng = np.random.default_rng(4)
+    n = 120
+    rare = np.zeros(n)
+    rare[:6] = 1.0
+    X = pd.DataFrame({"a": rng.normal(size=n), "rare": rare})
+    y = np.empty(n, dtype=[("event", bool), ("time", float)])
+    y["time"] = rng.exponential(10, n) + 0.1
+    y["event"] = rng.random(n) < 0.7
+    y["event"][:6] = False  # the rare level never has an event: its MLE is -infinity
+    with pytest.warns(SeparationWarning, match="rare"):
+        models.CoxPH().fit(X, y)
+    ridge = models.CoxPH(alpha=1e-2).fit(X, y)
+    assert abs(ridge.coef_[1]) < 10
