@@ -276,44 +276,68 @@ def active_run_id() -> str | None:
 # The pyfunc class lives in ml.survival_pyfunc, imported only here.
 # ======================================================================================
 SCORING_EXPERIMENT = "score"
-SURVIVAL_MODEL_REQUIREMENTS = (*MODEL_REQUIREMENTS, "shap", "pydantic", "joblib")
+SURVIVAL_MODEL_REQUIREMENTS = (*MODEL_REQUIREMENTS, "shap", "pydantic", "cloudpickle")
 
 
 def survival_signature() -> Any:
     """Input: the patient columns (every covariate required, null = unknown; id optional).
-    Output: the columns of ml.score.OUTPUT_COLUMNS."""
+    Output: the columns of ml.score.OUTPUT_COLUMNS.
+
+    Numeric inputs are typed Any: MLflow refuses to convert JSON integers (int64) to
+    double, so `"age": 63` would fail its schema check; the model checks them itself
+    against the cohort contract (range, type) and answers 400 naming the field."""
     _mlflow()
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from features import schema
     from ml import score
 
     inputs = [ColSpec("string", "id", required=False)]
-    inputs += [ColSpec("double" if c in schema.NUMERIC_RANGES else "string", c) for c in score.SCORE_FEATURES]
+    inputs += [ColSpec(AnyType() if c in schema.NUMERIC_RANGES else "string", c)
+               for c in score.SCORE_FEATURES]
     outputs = [ColSpec(kind, name) for name, kind in score.OUTPUT_COLUMNS.items()]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def log_survival_model(scorer: Any, name: str = "survival_model",
-                       input_example: pd.DataFrame | None = None) -> str:
-    """Log a fitted ml.score.SurvivalScorer as the survival pyfunc to the active run; returns its URI."""
-    import joblib
+def _survival_model_kwargs(scorer: Any, tmp: str, input_example: pd.DataFrame | None) -> dict[str, Any]:
+    """What log_model / save_model take for the survival pyfunc; the scorer is written into
+    `tmp` with cloudpickle (the preprocessor holds a lambda, its one-hot column namer, that
+    plain pickle cannot store)."""
+    import cloudpickle
 
-    mlflow = _mlflow()
     from ml import score
     from ml.survival_pyfunc import SCORER_ARTIFACT, SurvivalPyfunc
 
     if input_example is None:
         input_example = pd.DataFrame([score.EXAMPLE_PATIENT])
-    pins = [f"{pkg}=={md.version(pkg)}" for pkg in SURVIVAL_MODEL_REQUIREMENTS]
+    path = Path(tmp) / "scorer.pkl"
+    with path.open("wb") as fh:
+        cloudpickle.dump(scorer, fh)
+    return {"python_model": SurvivalPyfunc(), "artifacts": {SCORER_ARTIFACT: str(path)},
+            "signature": survival_signature(), "input_example": input_example,
+            "pip_requirements": [f"{pkg}=={md.version(pkg)}" for pkg in SURVIVAL_MODEL_REQUIREMENTS]}
+
+
+def log_survival_model(scorer: Any, name: str = "survival_model",
+                       input_example: pd.DataFrame | None = None) -> str:
+    """Log a fitted ml.score.SurvivalScorer as the survival pyfunc to the active run; returns its URI."""
+    mlflow = _mlflow()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "scorer.joblib"
-        joblib.dump(scorer, path)
-        info = mlflow.pyfunc.log_model(
-            name=name, python_model=SurvivalPyfunc(), artifacts={SCORER_ARTIFACT: str(path)},
-            signature=survival_signature(), input_example=input_example, pip_requirements=pins)
+        info = mlflow.pyfunc.log_model(name=name, **_survival_model_kwargs(scorer, tmp, input_example))
     return info.model_uri
+
+
+def save_survival_model(scorer: Any, path: str | Path, input_example: pd.DataFrame | None = None) -> str:
+    """Write the survival pyfunc to a local directory (no tracking store); returns the path.
+
+    `rechallenge serve --model PATH`, `mlflow models serve -m PATH` and load_survival_model
+    all take it."""
+    mlflow = _mlflow()
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pyfunc.save_model(path=str(path), **_survival_model_kwargs(scorer, tmp, input_example))
+    return str(path)
 
 
 def register_survival_model(scorer: Any, registered_name: str, *, make_champion: bool = True,
