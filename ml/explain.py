@@ -176,7 +176,7 @@ def _tree_prediction(estimator: Any, X: np.ndarray, output: str, horizon: float)
 
 def explain_tree(estimator: Any, X: pd.DataFrame, output: str = RISK,
                  horizon: float = DEFAULT_HORIZON, background: pd.DataFrame | None = None,
-                 raw: pd.DataFrame | None = None) -> Explanation:
+                 raw: pd.DataFrame | None = None, n_jobs: int = 1) -> Explanation:
     """Exact TreeSHAP for a fitted sksurv forest, tree or gradient boosting model.
 
     Without `background`: path-dependent TreeSHAP (the training cover of each node
@@ -195,11 +195,25 @@ def explain_tree(estimator: Any, X: pd.DataFrame, output: str = RISK,
         bg = _frame(background).to_numpy(np.float32).astype(np.float64)
         explainer = shap.TreeExplainer(model, data=bg, feature_perturbation="interventional")
         method = "exact TreeSHAP, interventional (converted sksurv trees)"
-    values = np.asarray(explainer.shap_values(X.to_numpy(np.float64), check_additivity=False))
+    values = _tree_shap_values(explainer, X.to_numpy(np.float64), n_jobs)
     scale, name = _tree_scale(estimator, output, horizon)
     return Explanation(values=values, base_value=float(np.ravel(explainer.expected_value)[0]),
                        data=X, prediction=_tree_prediction(estimator, X.astype(np.float32), output, horizon),
                        output=name, scale=scale, method=method, exact=True, raw=raw)
+
+
+def _shap_chunk(explainer: Any, X: np.ndarray) -> np.ndarray:
+    return np.asarray(explainer.shap_values(X, check_additivity=False))
+
+
+def _tree_shap_values(explainer: Any, X: np.ndarray, n_jobs: int) -> np.ndarray:
+    if n_jobs <= 1 or len(X) < 2 * n_jobs:
+        return _shap_chunk(explainer, X)
+    from joblib import Parallel, delayed
+
+    parts = Parallel(n_jobs=n_jobs)(delayed(_shap_chunk)(explainer, chunk)
+                                    for chunk in np.array_split(X, n_jobs))
+    return np.vstack(parts)
 
 
 def _tree_scale(estimator: Any, output: str, horizon: float) -> tuple[str, str]:
