@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/rechallenge cohort describe $(OUT)/cohort.csv --mlflow
 	$(BIN)/rechallenge analyze --out $(OUT)/analysis
 	$(BIN)/rechallenge benchmark --out $(OUT)/benchmark
+	$(BIN)/rechallenge explain --out $(OUT)/explain
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q

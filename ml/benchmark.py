@@ -354,7 +354,7 @@ def mlflow_params(config: BenchmarkConfig, data: datasets.SurvivalData) -> dict[
 def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures: dict[str, Any],
                   files: list[Path] = ()) -> str:
     """One parent run (experiment 'benchmark'), one nested run per model; returns the parent id."""
-    from ml import tracking
+    from ml import explain, tracking
 
     cfg = result.config
     with tracking.run("benchmark", f"benchmark {data.name}", seed=cfg.seed) as parent:
@@ -377,6 +377,9 @@ def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures:
                     est = models.make_estimator(family, treatment_column=data.treatment_column or "none",
                                                 **row_params)
                     params.update({f"param.{k}": v for k, v in est.get_params().items()})
+                    # SHAP summary of the final model refitted on all rows (ml.explain, issue 5)
+                    tracking.log_json(explain.final_model_record(data, family, row_params, cfg.seed),
+                                      "shap_summary.json")
                 tracking.log_params(params)
                 folds = result.scores[result.scores["model"] == model]
                 tracking.log_metric_steps(folds[[*result.metrics, "fit_seconds"]].to_dict("records"),

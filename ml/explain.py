@@ -775,15 +775,24 @@ def signal_frame(checks: Sequence[SignalCheck]) -> pd.DataFrame:
 
 
 def final_model_record(data: Any, name: str, params: Mapping[str, Any] | None = None,
-                       random_state: int | None = None, horizon: float | None = None) -> dict[str, Any]:
+                       random_state: int | None = None, horizon: float | None = None,
+                       max_rows: int = 1000) -> dict[str, Any]:
     """SHAP summary of model `name` refitted on all rows of `data` (for the benchmark's log).
 
-    With a twin data set (one that carries the true linear predictor) the signal check
-    against the default cohort config is included.
+    Fitted on every row; explained on at most `max_rows` of them (a seeded random subset,
+    enough for a stable summary). On the twin's PFS the signal check against the default
+    cohort config is included.
     """
-    [explained] = fit_and_explain(data, [name], horizon=horizon, random_state=random_state,
-                                  params={name: dict(params or {})})
-    record: dict[str, Any] = {"model": name, "refitted_on": int(len(data.frame)), **explained.record()}
+    from ml import models
+
+    fitted = models.fit_full(name, data.spec, data.X, data.y, random_state=random_state,
+                             treatment_column=data.treatment_column, **dict(params or {}))
+    X = data.X
+    if len(X) > max_rows:
+        X = X.iloc[np.sort(np.random.default_rng(random_state).choice(len(X), max_rows, replace=False))]
+    explained = explain_fitted(name, fitted, X, data.spec, horizon, random_state)
+    record: dict[str, Any] = {"model": name, "refitted_on": int(len(data.frame)), "explained_rows": len(X),
+                              **explained.record()}
     if data.name.startswith("twin") and data.time == "pfs_months":
         from features import twin
 
