@@ -194,6 +194,11 @@ def parse_patients(patients: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping
         if single:
             raise ScoringInputError(problems_from(errors, skip=(0,))) from None
         raise ScoringInputError(_row_problems(errors)) from None
+    return frame_from_models(parsed)
+
+
+def frame_from_models(parsed: Sequence[BaseModel]) -> pd.DataFrame:
+    """The typed model-input frame from already validated `PatientIn` objects."""
     return _typed({c: [getattr(p, c) for p in parsed] for c in ("id", *SCORE_FEATURES)})
 
 

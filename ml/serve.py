@@ -1,0 +1,253 @@
+"""The scoring service: `create_app(model_uri)` -> a FastAPI app.
+
+    GET  /health         model, cut-offs, follow-up: the service is up and which model it serves
+    POST /score          one patient object, or {"patients": [...]}; ?curve=true adds S(t) points
+    GET  /               a page for clinicians: a form for one patient, the PFS curve, the risk
+                         group and the features pushing the risk up and down (no external assets)
+    GET  /openapi.json   the contract (pydantic models built from features.schema); /docs renders it
+
+The model is loaded once, at start, from the configured URI (models:/NAME@ALIAS, a run or a
+local path); no request can name another location. Bad input gets 422 with the offending
+field named (`age`, `patients[2].pdl1`), an oversized body 413; an unexpected failure a
+JSON 500 without traceback (logged on the server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from features import schema
+from ml import score
+
+log = logging.getLogger("rechallenge.serve")
+
+MAX_BODY_BYTES = 1_000_000
+MAX_PATIENTS = 1_000
+PAGE = "serve_page.html"
+_BODY_TAGS = ("patient", "batch")
+
+
+class ScoreRequest(BaseModel):
+    """Several patients at once."""
+
+    model_config = ConfigDict(extra="forbid")
+    patients: list[score.PatientIn] = Field(..., min_length=1, max_length=MAX_PATIENTS)
+
+
+def _body_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "batch" if "patients" in value else "patient"
+    if isinstance(value, ScoreRequest):
+        return "batch"
+    if isinstance(value, score.PatientIn):
+        return "patient"
+    return None
+
+
+ScoreBody = Annotated[
+    Annotated[score.PatientIn, Tag("patient")] | Annotated[ScoreRequest, Tag("batch")],
+    Discriminator(_body_kind, custom_error_type="body_shape",
+                  custom_error_message='the body must be one patient object or {"patients": [...]}'),
+]
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: str = Field(..., description="the patient's value ('unknown' if imputed)")
+    effect: float = Field(..., description="SHAP value on the model's risk scale (+ raises risk)")
+
+
+class Curve(BaseModel):
+    months: list[float]
+    survival: list[float]
+
+
+class PatientScore(BaseModel):
+    id: str
+    risk_score: float = Field(..., description="the model's risk score, higher = worse")
+    risk_percentile: float = Field(..., description="percent of training patients with lower risk")
+    risk_group: Literal[score.RISK_GROUPS]
+    survival: dict[str, float | None] = Field(..., description="P(PFS > t) at 3, 6, 12, 24 months")
+    median_pfs_months: float | None = Field(..., description="null when not reached")
+    median_pfs: str
+    top_up: list[Contribution]
+    top_down: list[Contribution]
+    imputed: list[str]
+    curve: Curve | None = None
+
+
+class ScoreResponse(BaseModel):
+    model: dict[str, Any]
+    results: list[PatientScore]
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    message: str
+    errors: list[ErrorItem] = []
+
+
+def _error(status: int, problems: list[dict[str, str]], message: str | None = None) -> JSONResponse:
+    text = message or "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    return JSONResponse({"message": text, "errors": problems}, status_code=status)
+
+
+def _validation_problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    problems = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "")
+            where = f" at character {loc[0]}" if loc else ""
+            problems.append({"field": "body", "message": f"invalid JSON: {reason}{where}"})
+            continue
+        if not loc and err.get("type") == "missing":
+            problems.append({"field": "body", "message": "a JSON body is required (one patient object "
+                             'or {"patients": [...]})'})
+            continue
+        problems += score.problems_from([{**err, "loc": loc}], skip=_BODY_TAGS)
+    return problems
+
+
+def form_fields() -> list[dict[str, Any]]:
+    """The page's form, from the cohort contract (kept in step with the API's model)."""
+    fields = []
+    for column in score.SCORE_FEATURES:
+        default = score.EXAMPLE_PATIENT[column]
+        if column in schema.ORDINAL_LEVELS:
+            options = [str(int(v)) for v in schema.ORDINAL_LEVELS[column]]
+            fields.append({"name": column, "kind": "select", "numeric": True, "options": options,
+                           "default": str(default), "required": False})
+        elif column in schema.NUMERIC_RANGES:
+            lo, hi = schema.NUMERIC_RANGES[column]
+            fields.append({"name": column, "kind": "number", "min": lo, "max": hi, "default": default,
+                           "required": False})
+        else:
+            fields.append({"name": column, "kind": "select", "numeric": False,
+                           "options": list(schema.CATEGORIES[column]), "default": default,
+                           "required": column == schema.TREATMENT})
+    return fields
+
+
+class BodySizeLimit:
+    """413 (JSON, naming the body) for a request body over `max_bytes`.
+
+    A declared Content-Length over the limit is refused before reading; a body sent without
+    one (chunked) is counted as it arrives and refused when it passes the limit.
+    """
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes; send fewer patients per request"
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = _error(413, [{"field": "body", "message": self._message()}])
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI re-raises an HTTPException met while reading the body
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _page() -> str:
+    html = (Path(__file__).parent / PAGE).read_text(encoding="utf-8")
+    return html.replace("/*__FORM_FIELDS__*/[]", json.dumps(form_fields()))
+
+
+def create_app(model_uri: str | None = None, *, scorer: score.SurvivalScorer | None = None,
+               notes: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The service for the model at `model_uri` (loaded once, here), or for a fitted `scorer`."""
+    if scorer is None:
+        if model_uri is None:
+            raise ValueError("create_app needs a model URI or a fitted scorer")
+        scorer, notes = load(model_uri)
+    scorer.warm()
+    info = {**scorer.info(), "uri": model_uri or "in-process", "notes": list(notes or [])}
+    lock = threading.Lock()  # scoring is CPU-bound; one at a time keeps shap/xgboost state safe
+    page = _page()
+
+    app = FastAPI(title="rechallenge PFS scoring", version="1",
+                  description="Progression-free survival risk after immunotherapy rechallenge in "
+                  "advanced NSCLC: risk group, survival curve, median PFS and explanation per patient.")
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_problems(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:
+            return _error(413, [{"field": "body", "message": str(exc.detail)}])
+        return JSONResponse({"message": str(exc.detail), "errors": []}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(score.ScoringInputError)
+    async def _on_input(request: Request, exc: score.ScoringInputError) -> JSONResponse:
+        return _error(422, exc.problems)
+
+    @app.exception_handler(Exception)
+    async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("scoring failed")
+        return _error(500, [], message=f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", **info}
+
+    @app.post("/score", response_model=ScoreResponse,
+              responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+    def score_patients(body: ScoreBody,
+                       curve: bool = Query(False, description="add S(t) points for a plot")) -> dict:
+        patients = body.patients if isinstance(body, ScoreRequest) else [body]
+        frame = score.frame_from_models(patients)
+        with lock:
+            result = scorer.result_for(frame, curve=curve)
+        return {"model": info, "results": score.to_records(result)}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return app
+
+
+def load(model_uri: str) -> tuple[score.SurvivalScorer, list[str]]:
+    """The scorer behind a model URI or path (ValueError if there is none)."""
+    from ml import tracking
+
+    return score.scorer_from(tracking.load_survival_model(model_uri))
