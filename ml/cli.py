@@ -361,10 +361,13 @@ def explain_command(
     import matplotlib.pyplot as plt
 
     from features import twin
+    from features.datasets import DATASETS
     from ml import explain as ex
     from ml import explain_plots
     from ml import models as zoo
 
+    if data is None and dataset not in DATASETS:
+        fail(f"unknown data set '{dataset}'; choose from {', '.join(DATASETS)}")
     is_twin = data is None and dataset == "twin"
     try:
         cfg = twin.load_config(config) if is_twin else None
@@ -437,6 +440,105 @@ def explain_command(
                 tracking.log_artifact(out / file_name)
         console.print(f"logged to MLflow run {active.info.run_id} (experiment 'explain')")
     plt.close("all")
+
+
+@app.command("score")
+def score_command(
+    patient: Path = typer.Option(None, "--patient", help="One patient (a JSON object; a list for several)."),
+    data: Path = typer.Option(None, "--data", help="Several patients (.csv or .parquet, contract columns)."),
+    model: str = typer.Option(None, "--model", help="Model URI or path [default: models:/rechallenge-pfs-cox"
+                              "@champion; fitted on the twin and registered if the registry has none]."),
+    out: Path = typer.Option(None, "--out", help="Write the results: .json (records) or .csv (table)."),
+    plot: Path = typer.Option(None, "--plot", help="Survival-curve PNG for one patient [default: beside "
+                              "--out, else out/score/<id>_pfs.png]."),
+) -> None:
+    """Score patients: risk score and group, P(PFS > 3/6/12/24 months), median PFS, top features."""
+    import json
+
+    import pandas as pd
+
+    from ml import score
+
+    if (patient is None) == (data is None):
+        fail("give exactly one of --patient FILE.json or --data FILE.csv")
+    if out is not None and out.suffix.lower() not in (".json", ".csv"):
+        fail(f"{out}: --out must end in .json or .csv")
+    source = patient or data
+    try:
+        if patient is not None:
+            records = json.loads(patient.read_text(encoding="utf-8"))
+        else:
+            from features import io
+
+            records = io.read_table(data)
+        frame = score.parse_patients(records)
+    except score.ScoringInputError as exc:
+        fail(f"{source}: {exc}")
+    except json.JSONDecodeError as exc:
+        fail(f"{source}: not valid JSON ({exc})")
+    except (OSError, ValueError) as exc:
+        fail(f"{source}: {exc}")
+    try:
+        scorer, uri, notes = score.resolve_scorer(model)
+    except ValueError as exc:
+        fail(str(exc))
+    single = len(frame) == 1
+    result = scorer.result_for(frame, curve=single)
+    table = score.to_frame(result)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    title = f"PFS scoring with {uri} ({scorer.info()['model']}, risk groups: training tertiles)"
+    if single:
+        shown = table.T.reset_index()
+        shown.columns = ["", str(table["id"].iloc[0])]
+        display.print_frame(console, shown, title=title, digits=3)
+    else:
+        display.print_frame(console, table.drop(columns=["top_up", "top_down"]), title=title, digits=3)
+    written = []
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(json.dumps(score.to_records(result), indent=2), encoding="utf-8")
+        else:
+            table.to_csv(out, index=False)
+        written.append(str(out))
+    if single:
+        import matplotlib.pyplot as plt
+
+        target = plot or (out.with_suffix(".png") if out is not None
+                          else Path("out/score") / f"{result.ids[0]}_pfs.png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        score.plot_survival(result, 0, ax)
+        fig.tight_layout()
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        written.append(str(target))
+    if written:
+        console.print(f"[green]wrote[/] {', '.join(written)}")
+    del pd
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Option(None, "--model", help="Model URI or path [default: models:/rechallenge-pfs-cox"
+                              "@champion; fitted and registered if the registry has none]."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve the scoring API (/score, /health, /docs) and the page for one patient (/)."""
+    import uvicorn
+
+    from ml import score, serve
+
+    try:
+        scorer, uri, notes = score.resolve_scorer(model)
+    except ValueError as exc:
+        fail(str(exc))
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"serving {uri} on http://{host}:{port}/ (API docs: /docs)")
+    uvicorn.run(serve.create_app(uri, scorer=scorer, notes=notes), host=host, port=port, log_level="warning")
 
 
 def main() -> None:

@@ -387,3 +387,41 @@ def test_plots_draw_on_an_axis_or_return_a_figure(tmp_path):
                                                               "waterfall.png"))
     with pytest.raises(KeyError, match="not among the explained rows"):
         P.plot_waterfall(expl, patient="nobody")
+
+
+# ------------------------------------------------------------------ command
+
+
+def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_store):
+    from typer.testing import CliRunner
+
+    from ml import tracking
+    from ml.cli import app
+
+    out = mlflow_store / "explain"
+    result = CliRunner().invoke(app, ["explain", "--models", "cox,rsf", "--n", "150", "--seed", "4",
+                                      "--horizon", "0", "--seeds", "2", "--patient", "P007",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "shap_summary.json").read_text())
+    assert set(doc["models"]) == {"cox", "rsf"} and set(doc["signal_check"]) == {"cox", "rsf"}
+    assert doc["truth"]["smoking[ever]"] < 0
+    assert [r["draws"] for r in doc["recovery"]] == [2, 2]
+    for name in ("cox_beeswarm.png", "rsf_bar.png", "rsf_waterfall_P007.png"):
+        assert (out / name).stat().st_size > 1000
+    assert "Signal check" in result.output
+    mlflow = tracking._mlflow()
+    runs = mlflow.search_runs(experiment_names=["explain"])
+    assert len(runs) == 1 and "metrics.recovery_rate_rsf" in runs.columns
+
+
+@pytest.mark.parametrize("args,message", [(["--models", "nope"], "unknown model"),
+                                          (["--patient", "P999"], "no patient"),
+                                          (["--dataset", "nosuch"], "unknown data set")])
+def test_explain_command_bad_input_exits_2(mlflow_store, args, message):
+    from typer.testing import CliRunner
+
+    from ml.cli import app
+
+    result = CliRunner().invoke(app, ["explain", "--n", "50", "--no-mlflow", *args])
+    assert result.exit_code == 2 and message in result.output
