@@ -489,9 +489,9 @@ def score_command(
         console.print(f"[yellow]note:[/] {note}")
     title = f"PFS scoring with {uri} ({scorer.info()['model']}, risk groups: training tertiles)"
     if single:
-        shown = table.T.reset_index()
-        shown.columns = ["", str(table["id"].iloc[0])]
-        display.print_frame(console, shown, title=title, digits=3)
+        values = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in table.iloc[0]]
+        shown = pd.DataFrame({"": table.columns, str(table["id"].iloc[0]): values})
+        display.print_frame(console, shown, title=title)
     else:
         display.print_frame(console, table.drop(columns=["top_up", "top_down"]), title=title, digits=3)
     written = []
@@ -516,7 +516,6 @@ def score_command(
         written.append(str(target))
     if written:
         console.print(f"[green]wrote[/] {', '.join(written)}")
-    del pd
 
 
 @app.command("serve")

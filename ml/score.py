@@ -770,3 +770,49 @@ def scorer_from(obj: Any, reference: Any = None) -> tuple[SurvivalScorer, list[s
     note = (f"the model carries no risk-group cut-offs: they were fixed on {data.name} "
             "(the default reference cohort)")
     return scorer, [note]
+
+
+def resolve_scorer(model_uri: str | None = None) -> tuple[SurvivalScorer, str, list[str]]:
+    """(scorer, URI, notes) for the CLI and the service.
+
+    With `model_uri`: what it holds (a survival pyfunc, or a sklearn-flavoured pipeline).
+    Without: the champion of `rechallenge-pfs-cox`; if the registry has none, the default
+    cox model is fitted on the study-sized twin cohort and registered there as the
+    champion, and a note says so. Raises ValueError when the URI holds nothing usable.
+    """
+    from ml import tracking
+
+    if model_uri:
+        scorer, notes = scorer_from(tracking.load_survival_model(model_uri))
+        return scorer, model_uri, notes
+    if tracking.champion(DEFAULT_REGISTERED_NAME) is not None:
+        scorer, notes = scorer_from(tracking.load_survival_model(DEFAULT_MODEL_URI))
+        return scorer, DEFAULT_MODEL_URI, notes
+    from features import datasets
+
+    data = datasets.twin()
+    scorer = fit_scorer("cox", data)
+    tags = {"data": data.name, "origin": "default model (rechallenge score)"}
+    reg = tracking.register_survival_model(scorer, DEFAULT_REGISTERED_NAME, tags=tags)
+    note = (f"no model was registered as {DEFAULT_REGISTERED_NAME}: fitted the default cox model on "
+            f"{data.name} and registered it as version {reg['version']} with alias champion")
+    return scorer, reg["uri"], [note]
+
+
+def plot_survival(result: ScoreResult, i: int, ax: Any) -> Any:
+    """Patient i's predicted PFS curve on `ax` (needs `curve=True`), with the median and horizons."""
+    if result.curves is None:
+        raise ValueError("the result has no curves: compute it with curve=True")
+    ax.step(result.curve_times, result.curves[i], where="post", color="#23395d", lw=2)
+    ax.axhline(0.5, color="0.6", ls="--", lw=0.8)
+    median = result.median[i]
+    if np.isfinite(median) and median <= result.curve_times[-1]:
+        ax.axvline(median, ymax=0.5, color="#c62828", ls="--", lw=0.8)
+    for j, t in enumerate(result.horizons):
+        if np.isfinite(result.survival[i, j]) and t <= result.curve_times[-1]:
+            ax.plot([t], [result.survival[i, j]], "o", color="#23395d", ms=4)
+    ax.set(xlim=(0, result.curve_times[-1]), ylim=(0, 1.02), xlabel="months since start of rechallenge",
+           ylabel="P(PFS > t)",
+           title=f"{result.ids[i]}: {result.group[i]} risk, median PFS {median_text(median)}")
+    ax.grid(alpha=0.3)
+    return ax

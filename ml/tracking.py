@@ -323,8 +323,12 @@ def _survival_model_kwargs(scorer: Any, tmp: str, input_example: pd.DataFrame | 
 def log_survival_model(scorer: Any, name: str = "survival_model",
                        input_example: pd.DataFrame | None = None) -> str:
     """Log a fitted ml.score.SurvivalScorer as the survival pyfunc to the active run; returns its URI."""
+    import warnings
+
     mlflow = _mlflow()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the signature is given explicitly; MLflow's nudge towards type hints is noise here
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         info = mlflow.pyfunc.log_model(name=name, **_survival_model_kwargs(scorer, tmp, input_example))
     return info.model_uri
 
@@ -334,8 +338,11 @@ def save_survival_model(scorer: Any, path: str | Path, input_example: pd.DataFra
 
     `rechallenge serve --model PATH`, `mlflow models serve -m PATH` and load_survival_model
     all take it."""
+    import warnings
+
     mlflow = _mlflow()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         mlflow.pyfunc.save_model(path=str(path), **_survival_model_kwargs(scorer, tmp, input_example))
     return str(path)
 
