@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/rechallenge analyze --out $(OUT)/analysis
 	$(BIN)/rechallenge benchmark --out $(OUT)/benchmark
 	$(BIN)/rechallenge explain --out $(OUT)/explain
+	$(BIN)/rechallenge score --patient examples/patient.json --out $(OUT)/score/patient.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
