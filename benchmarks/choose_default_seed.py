@@ -55,12 +55,12 @@ def scan(seeds: range, config: twin.TwinConfig) -> list[tuple[float, int, dict[s
 
 
 def print_rows(rows, top: int) -> None:
-    header = "".join(f"{k.replace('_median', ''):>12}" for k in MEDIANS)
+    header = "".join(f"{k.replace('_median', ''):>14}" for k in MEDIANS)
     print(f"{'seed':>6}{'distance':>10}{'n_cia':>7}{header}")
-    published = "".join(f"{twin.PUBLISHED_TARGETS[k]:>12.2f}" for k in MEDIANS)
+    published = "".join(f"{twin.PUBLISHED_TARGETS[k]:>14.2f}" for k in MEDIANS)
     print(f"{'table':>6}{'':>10}{PUBLISHED_N_CIA:>7}{published}")
     for dist, seed, s in rows[:top]:
-        values = "".join(f"{s[k]:>12.2f}" for k in MEDIANS)
+        values = "".join(f"{s[k]:>14.2f}" for k in MEDIANS)
         print(f"{seed:>6}{dist:>10.3f}{s['n_cia']:>7}{values}")
 
 
