@@ -251,3 +251,44 @@ def load(model_uri: str) -> tuple[score.SurvivalScorer, list[str]]:
     from ml import tracking
 
     return score.scorer_from(tracking.load_survival_model(model_uri))
+
+
+class BackgroundServer:
+    """uvicorn serving `app` on 127.0.0.1 (a free port) in a thread; for tests and load scripts.
+
+        with BackgroundServer(create_app(uri)) as server:
+            httpx.post(server.url + "/score", json=patient)
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", start_timeout: float = 30.0):
+        self.app = app
+        self.host = host
+        self.start_timeout = start_timeout
+
+    def __enter__(self) -> BackgroundServer:
+        import socket
+        import time
+
+        import uvicorn
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self.host, 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://{self.host}:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        daemon=True, name="rechallenge-serve")
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 
 SCORER_ARTIFACT = "scorer"
 
@@ -30,8 +31,8 @@ class SurvivalPyfunc(mlflow.pyfunc.PythonModel):
             self.scorer = cloudpickle.load(fh)
         self.scorer.warm()
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow would infer a signature
-        import pandas as pd
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        # a DataFrame hint: MLflow infers nothing from it (the signature is given at logging)
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 

@@ -1,0 +1,322 @@
+"""Individual scoring: outputs, cut-offs, explanations, the input contract, the pyfunc and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features import datasets
+from ml import explain, score
+from ml.cli import app
+
+FAMILIES = ("cox", "coxnet", "iptw_cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
+SMALL = {"rsf": {"n_estimators": 40}, "gbsa": {"n_estimators": 60}, "xgb_cox": {"n_estimators": 60},
+         "xgb_aft": {"n_estimators": 60}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return datasets.twin(n=300, seed=11)
+
+
+@pytest.fixture(scope="module")
+def scorers(data):
+    return {m: score.fit_scorer(m, data, random_state=0, **SMALL.get(m, {})) for m in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, data):
+    """The survival pyfunc of a cox scorer, saved to a directory (no tracking store)."""
+    from ml import tracking
+
+    root = tmp_path_factory.mktemp("model")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        scorer = score.fit_scorer("cox", data)
+        path = tracking.save_survival_model(scorer, root / "cox")
+    return path, scorer
+
+
+def patient(**changes):
+    return {**score.EXAMPLE_PATIENT, **changes}
+
+
+# ------------------------------------------------------------------ outputs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_outputs_are_well_formed(scorers, data, family):
+    out = scorers[family].score(data.X.head(60))
+    assert list(out.columns) == list(score.OUTPUT_COLUMNS)
+    assert set(out["risk_group"]) <= set(score.RISK_GROUPS)
+    surv = out[[score.horizon_column(t) for t in score.HORIZONS]].to_numpy()
+    assert np.all((surv >= 0) & (surv <= 1))
+    assert np.all(np.diff(surv, axis=1) <= 1e-12)  # P(PFS > t) cannot grow with t
+    for row, s in zip(out.itertuples(), surv, strict=True):
+        if np.isfinite(row.median_pfs_months):   # S is above 1/2 before the median, at most 1/2 from it
+            assert np.all(s[np.array(score.HORIZONS) < row.median_pfs_months] > 0.5)
+            assert np.all(s[np.array(score.HORIZONS) >= row.median_pfs_months] <= 0.5)
+            assert row.median_pfs == f"{row.median_pfs_months:.1f} months"
+        else:
+            assert row.median_pfs == score.NOT_REACHED
+    assert (out["risk_percentile"].between(0, 100)).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_numbers_are_the_models_own(scorers, data, family):
+    """Risk = pipeline.predict; S(t) = the pipeline's step functions evaluated at t."""
+    scorer, X = scorers[family], data.X.iloc[100:140]
+    out = scorer.score(X)
+    np.testing.assert_allclose(out["risk_score"], scorer.pipeline.predict(X), rtol=1e-9, atol=1e-9)
+    curves = scorer.pipeline.predict_survival_function(X)
+    for t in score.HORIZONS:
+        expected = [float(fn(t)) for fn in curves]
+        np.testing.assert_allclose(out[score.horizon_column(t)], expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_paths_agree_with_scikit_learn(scorers, data, family):
+    """The numpy replays (preprocessor, model outputs) change no number."""
+    scorer = scorers[family]
+    assert scorer.fast_preprocessor_ is not None
+    X = data.X.iloc[:80].copy()
+    X.loc[X.index[:10], "pdl1"] = np.nan
+    X.loc[X.index[5:15], "age"] = np.nan
+    fast = scorer.score(X)
+    slow = cloudpickle.loads(cloudpickle.dumps(scorer))
+    slow.fast_preprocessor_ = None
+    slow.fast_model_.kind = "generic"
+    pd.testing.assert_frame_equal(fast, slow.score(X), rtol=1e-9, atol=1e-9)
+
+
+def test_fast_model_paths_are_used_where_they_apply(scorers):
+    kinds = {m: scorers[m].fast_model_.kind for m in FAMILIES}
+    assert kinds["cox"] == kinds["xgb_cox"] == kinds["gbsa"] == "breslow"
+    assert kinds["rsf"] == "forest"
+
+
+def test_risk_groups_are_training_tertiles(scorers, data):
+    scorer = scorers["cox"]
+    risk = scorer.pipeline.predict(data.X)
+    np.testing.assert_allclose(scorer.cutoffs_, np.quantile(risk, [1 / 3, 2 / 3]))
+    groups = pd.Series(scorer.group(risk)).value_counts(normalize=True)
+    for g in score.RISK_GROUPS:
+        assert groups[g] == pytest.approx(1 / 3, abs=0.02)
+    out = scorer.score(data.X).sort_values("risk_score")
+    assert out["risk_percentile"].is_monotonic_increasing
+    order = out["risk_group"].map({g: i for i, g in enumerate(score.RISK_GROUPS)})
+    assert order.is_monotonic_increasing
+
+
+def test_higher_risk_means_lower_survival_for_proportional_hazards(scorers, data):
+    out = scorers["cox"].score(data.X).sort_values("risk_score")
+    assert out["surv_12m"].is_monotonic_decreasing
+
+
+def test_median_not_reached():
+    times = np.array([1.0, 2.0, 5.0])
+    surv = np.array([[0.9, 0.7, 0.6], [0.9, 0.5, 0.2]])
+    medians = score._medians(times, surv)
+    assert np.isnan(medians[0]) and medians[1] == 2.0
+    assert score.median_text(medians[0]) == "not reached"
+    np.testing.assert_allclose(score._step_values(times, surv, np.array([0.5, 2.5, 6.0]))[1],
+                               [1.0, 0.5, np.nan])
+
+
+# ------------------------------------------------------------------ explanations
+
+
+@pytest.mark.parametrize("family", ["cox", "rsf", "gbsa", "xgb_cox", "xgb_aft"])
+def test_explanation_agrees_with_ml_explain(scorers, data, family):
+    scorer, X = scorers[family], data.X.iloc[:25]
+    result = scorer.predict_result(X)
+    reference = explain.feature_shap(explain.explain(scorer.pipeline, X, background=data.X))
+    mine = result.contributions[reference.columns].to_numpy()
+    np.testing.assert_allclose(mine, reference.to_numpy(), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("family", ["cox", "rsf", "xgb_cox"])
+def test_contributions_add_up_to_the_risk(scorers, data, family):
+    """SHAP sums to risk minus a constant (the average training output)."""
+    result = scorers[family].predict_result(data.X.iloc[:40])
+    offset = result.risk - result.contributions.to_numpy().sum(1)
+    assert np.ptp(offset) < 1e-6 * max(1.0, np.abs(result.risk).max())
+    assert set(result.contributions.columns) == set(data.spec.columns)
+
+
+def test_top_features_name_the_true_risk_factors(scorers):
+    """A patient with every harmful level the twin's truth knows: they lead the list going up."""
+    worst = patient(id="w", prior_response="PD", ecog=2, liver_mets="yes", smoking="never",
+                    pdl1="<1%", treatment="CI")
+    result = scorers["cox"].predict_result(worst)
+    up, down = result.top_features(0)
+    assert {u["feature"] for u in up} <= {"prior_response", "ecog", "liver_mets", "smoking", "treatment",
+                                           "pdl1", "brain_mets"}
+    assert up[0]["effect"] >= up[-1]["effect"] > 0
+    assert all(d["effect"] < 0 for d in down)
+    text = score.to_frame(result)["top_up"].iloc[0]
+    assert text.startswith(f"{up[0]['feature']}={up[0]['value']} (+")
+    assert score.to_frame(result)["risk_group"].iloc[0] == "high"
+
+
+def test_unknown_values_are_imputed_and_reported(scorers):
+    out = scorers["cox"].score(patient(age=None, pdl1=None))
+    assert out["imputed"].iloc[0] == "age, pdl1"
+    assert np.isfinite(out["risk_score"].iloc[0])
+    records = scorers["cox"].score_records(patient(age=None))
+    assert records[0]["imputed"] == ["age"]
+    shown = {c["feature"]: c["value"] for c in records[0]["top_up"] + records[0]["top_down"]}
+    assert shown.get("age", "unknown") == "unknown"
+
+
+def test_records_are_json_ready_with_curve(scorers):
+    rec = scorers["xgb_cox"].score_records([patient(), patient(id="b", treatment="CIA")], curve=True)
+    text = json.dumps(rec, allow_nan=False)
+    assert json.loads(text)[1]["id"] == "b"
+    curve = rec[0]["curve"]
+    assert curve["months"][0] == 0.0 and len(curve["months"]) == len(curve["survival"]) > 50
+    assert np.all(np.diff(curve["survival"]) <= 1e-12)
+
+
+def test_pickled_scorer_gives_the_same_numbers(scorers, data):
+    for family in ("rsf", "xgb_cox"):
+        again = cloudpickle.loads(cloudpickle.dumps(scorers[family]))
+        pd.testing.assert_frame_equal(again.score(data.X.head(20)), scorers[family].score(data.X.head(20)))
+
+
+# ------------------------------------------------------------------ input contract
+
+
+@pytest.mark.parametrize(("payload", "field", "words"), [
+    (patient(age=300), "age", "less than or equal to 110"),
+    (patient(age="sixty"), "age", "valid number"),
+    (patient(age=True), "age", "not a boolean"),
+    (patient(pfs1_months=-2), "pfs1_months", "greater than 0"),
+    (patient(ecog=3), "ecog", "less than or equal to 2"),
+    (patient(ecog=1.5), "ecog", "fractional"),
+    (patient(sex="robot"), "sex", "'female' or 'male'"),
+    (patient(treatment=None), "treatment", "'CI' or 'CIA'"),
+    ({k: v for k, v in score.EXAMPLE_PATIENT.items() if k != "pdl1"}, "pdl1", "field required"),
+    (patient(smoker="yes"), "smoker", "unknown field"),
+    (patient(age=float("nan")), "age", "Input should be"),
+    (patient(pfs1_months=float("inf")), "pfs1_months", "Input should be"),
+])
+def test_bad_patient_names_the_field(payload, field, words):
+    with pytest.raises(score.ScoringInputError) as err:
+        score.parse_patients(payload)
+    assert err.value.problems[0]["field"] == field
+    assert str(err.value).startswith(f"{field}: ")
+    assert words in str(err.value)
+
+
+def test_bad_rows_of_a_table_are_numbered():
+    rows = pd.DataFrame([patient(id="a"), patient(id="b", histology="small cell")])
+    with pytest.raises(score.ScoringInputError, match=r"row 2: histology: Input should be"):
+        score.parse_patients(rows)
+    with pytest.raises(score.ScoringInputError, match="at least one patient"):
+        score.parse_patients([])
+
+
+def test_outcome_columns_of_a_cohort_table_are_ignored(twin_small):
+    frame = score.parse_patients(twin_small.data)
+    assert list(frame.columns) == ["id", *score.SCORE_FEATURES]
+    assert len(frame) == len(twin_small.data)
+
+
+# ------------------------------------------------------------------ MLflow pyfunc and registry
+
+
+def test_pyfunc_registry_and_default_model(mlflow_store, data):
+    """Registered pyfunc == in-process numbers; `resolve_scorer()` registers a default once."""
+    from ml import tracking
+
+    scorer = score.fit_scorer("xgb_cox", data, n_estimators=60)
+    reg = tracking.register_survival_model(scorer, "rechallenge-pfs-xgb_cox")
+    assert reg["uri"] == "models:/rechallenge-pfs-xgb_cox@champion"
+    assert tracking.champion("rechallenge-pfs-xgb_cox")["version"] == reg["version"]
+    X = data.X.iloc[:30]
+    pyfunc = tracking.load_pyfunc(reg["uri"])
+    pd.testing.assert_frame_equal(pyfunc.predict(X), scorer.score(X))
+    signature = pyfunc.metadata.signature
+    assert [c.name for c in signature.inputs.inputs] == ["id", *score.SCORE_FEATURES]
+    assert [c.name for c in signature.outputs.inputs] == list(score.OUTPUT_COLUMNS)
+    assert pyfunc.metadata.saved_input_example_info is not None
+    bad = X.head(2).copy()
+    bad.loc[bad.index[1], "age"] = 300.0
+    with pytest.raises(Exception, match=r"row 2: age: Input should be less than or equal to 110"):
+        pyfunc.predict(bad)
+    loaded = tracking.load_survival_model(reg["uri"])
+    pd.testing.assert_frame_equal(loaded.score(X), scorer.score(X))
+
+    first, uri, notes = score.resolve_scorer(None)
+    assert uri == score.DEFAULT_MODEL_URI and "registered it as version 1" in notes[0]
+    again, uri2, notes2 = score.resolve_scorer(None)
+    assert uri2 == score.DEFAULT_MODEL_URI and notes2 == []
+    pd.testing.assert_frame_equal(again.score(X), first.score(X))
+    with pytest.raises(ValueError, match="cannot load a model"):
+        score.resolve_scorer("models:/no-such-model@champion")
+
+
+def test_sklearn_flavoured_pipeline_gets_reference_cutoffs(data):
+    scorer, notes = score.scorer_from(score.fit_scorer("cox", data).pipeline)
+    assert "cut-offs" in notes[0] and "twin" in notes[0]
+    assert scorer.score(patient())["risk_group"].iloc[0] in score.RISK_GROUPS
+    with pytest.raises(ValueError, match="not a survival pipeline"):
+        score.scorer_from(object())
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_scores_one_patient_with_plot(saved_model, tmp_path):
+    path, scorer = saved_model
+    file = tmp_path / "p.json"
+    file.write_text(json.dumps(patient(id="anna")))
+    out = tmp_path / "res" / "anna.json"
+    args = ["score", "--patient", str(file), "--model", str(path), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = scorer.score(patient(id="anna")).iloc[0]
+    assert expected["risk_group"] in result.output and "anna" in result.output
+    written = json.loads(out.read_text())
+    assert written[0]["risk_group"] == expected["risk_group"]
+    assert written[0]["risk_score"] == pytest.approx(expected["risk_score"])
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_cli_scores_a_table_to_csv(saved_model, tmp_path, twin_small):
+    path, scorer = saved_model
+    table = tmp_path / "cohort.csv"
+    twin_small.data.head(25).to_csv(table, index=False)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["score", "--data", str(table), "--model", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out)
+    assert len(got) == 25 and list(got.columns) == list(score.OUTPUT_COLUMNS)
+    np.testing.assert_allclose(got["risk_score"], scorer.score(twin_small.data.head(25))["risk_score"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--patient", "{p}"], "age: Input should be less than or equal to 110"),
+    ([], "exactly one of --patient"),
+    (["--patient", "{p}", "--data", "{p}"], "exactly one of --patient"),
+    (["--patient", "{missing}"], "No such file"),
+    (["--patient", "{p}", "--out", "x.txt"], "must end in .json or .csv"),
+    (["--patient", "{good}", "--model", "{missing}"], "cannot load a model"),
+])
+def test_cli_bad_input_exits_2(saved_model, tmp_path, args, message):
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text(json.dumps(patient(age=300)))
+    good.write_text(json.dumps(patient()))
+    args = [a.format(p=bad, good=good, missing=tmp_path / "nope") for a in args]
+    if "--model" not in args:
+        args += ["--model", str(saved_model[0])]
+    result = CliRunner().invoke(app, ["score", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
