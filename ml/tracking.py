@@ -388,3 +388,9 @@ def load_survival_model(model_uri: str) -> Any:
     except (MlflowException, OSError) as exc:
         raise ValueError(f"cannot load a model from '{model_uri}': {str(exc).splitlines()[0]}") from None
     raise ValueError(f"{model_uri} holds a model of flavour(s) {', '.join(flavors)}, not a survival model")
+
+
+def load_pyfunc(model_uri: str) -> Any:
+    """The generic MLflow pyfunc behind a URI (what `mlflow models serve` runs), e.g. to check
+    it gives the same numbers as the in-process scorer."""
+    return _mlflow().pyfunc.load_model(model_uri)
