@@ -1,0 +1,214 @@
+"""The HTTP service, with a real HTTP client against uvicorn on loopback (a free port)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features import datasets, schema
+from ml import score, serve
+
+
+def patient(**changes):
+    return {**score.EXAMPLE_PATIENT, **changes}
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return score.fit_scorer("xgb_cox", datasets.twin(n=300, seed=11), n_estimators=60)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, scorer):
+    """The survival pyfunc saved to a directory: the service loads it like any model URI."""
+    from ml import tracking
+
+    root = tmp_path_factory.mktemp("served")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        return tracking.save_survival_model(scorer, root / "model")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    with serve.BackgroundServer(serve.create_app(model_dir, max_body_bytes=200_000)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def test_health_names_the_configured_model(client, model_dir):
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["uri"] == model_dir
+    assert body["model"] == "xgb_cox" and len(body["cutoffs"]) == 2
+
+
+def test_one_patient_matches_the_in_process_scorer(client, scorer):
+    resp = client.post("/score", json=patient())
+    assert resp.status_code == 200
+    got = resp.json()["results"][0]
+    want = scorer.score(patient()).iloc[0]
+    assert got["risk_group"] == want["risk_group"]
+    assert got["risk_score"] == pytest.approx(want["risk_score"], rel=1e-9)
+    assert got["survival"]["surv_12m"] == pytest.approx(want["surv_12m"], rel=1e-9)
+    assert got["median_pfs"] == want["median_pfs"]
+    assert got["top_up"][0]["feature"] in want["top_up"]
+    assert "curve" not in got or got["curve"] is None
+
+
+def test_many_patients_and_curves(client):
+    batch = {"patients": [patient(id=f"p{i}", age=40 + i) for i in range(30)]}
+    resp = client.post("/score", params={"curve": "true"}, json=batch)
+    assert resp.status_code == 200
+    results = resp.json()["results"]
+    assert [r["id"] for r in results] == [f"p{i}" for i in range(30)]
+    curve = results[0]["curve"]
+    assert curve["months"][0] == 0 and curve["survival"][0] == 1.0
+    assert all(a >= b for a, b in zip(curve["survival"], curve["survival"][1:], strict=False))
+
+
+def test_concurrent_clients_get_consistent_answers(server):
+    limits = httpx.Limits(max_connections=20)
+    with httpx.Client(base_url=server.url, timeout=30, limits=limits) as shared:
+        def call(i):
+            return shared.post("/score", json=patient(id=f"c{i}", age=50 + i % 5)).json()["results"][0]
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            results = list(pool.map(call, range(40)))
+    by_age = {}
+    for i, r in enumerate(results):
+        by_age.setdefault(50 + i % 5, set()).add(round(r["risk_score"], 12))
+    assert all(len(scores) == 1 for scores in by_age.values())
+
+
+@pytest.mark.parametrize(("body", "field", "words"), [
+    (patient(pdl1="high"), "pdl1", "'<1%', '1-49%', '>=50%' or 'unknown'"),
+    ({k: v for k, v in score.EXAMPLE_PATIENT.items() if k != "treatment"}, "treatment", "field required"),
+    (patient(age="old"), "age", "valid number"),
+    (patient(age=300), "age", "less than or equal to 110"),
+    (patient(pfs1_months=-3), "pfs1_months", "greater than 0"),
+    (patient(ecog=[1]), "ecog", "valid integer"),
+    (patient(model_uri="/tmp/evil"), "model_uri", "unknown field"),
+    ({"patients": [patient(), patient(sex=1)]}, "patients[1].sex", "'female' or 'male'"),
+    ({"patients": []}, "patients", "at least 1 item"),
+    ({"patients": [{}] * (serve.MAX_PATIENTS + 1)}, "patients", "at most 1000"),
+    ([patient()], "body", "one patient object"),
+])
+def test_bad_input_is_422_naming_the_field(client, body, field, words):
+    resp = client.post("/score", json=body)
+    assert resp.status_code == 422, resp.text
+    err = resp.json()
+    assert err["errors"][0]["field"] == field
+    assert words in err["errors"][0]["message"]
+    assert err["message"].startswith(f"{field}: ")
+
+
+def test_same_message_as_the_cli(client):
+    """The CLI prints `<file>: <message>`; the message is the service's."""
+    with pytest.raises(score.ScoringInputError) as err:
+        score.parse_patients(patient(age=300))
+    assert client.post("/score", json=patient(age=300)).json()["message"] == str(err.value)
+
+
+def test_invalid_json_and_wrong_content_type(client):
+    resp = client.post("/score", content=b'{"age": ', headers={"content-type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "body"
+    assert "invalid JSON" in resp.json()["message"]
+    resp = client.post("/score", content=b"age=60", headers={"content-type": "text/plain"})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "body"
+
+
+def test_oversized_body_is_413(client):
+    big = {"patients": [patient(id="x" * 60)] * 900}
+    assert len(json.dumps(big)) > 200_000
+    resp = client.post("/score", json=big)
+    assert resp.status_code == 413
+    assert resp.json()["errors"][0]["field"] == "body" and "200000 bytes" in resp.json()["message"]
+
+
+def test_oversized_chunked_body_is_413(client):
+    def chunks():
+        for _ in range(50):
+            yield b" " * 10_000
+
+    resp = client.post("/score", content=chunks(), headers={"content-type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["errors"][0]["field"] == "body"
+
+
+def test_other_routes_answer_cleanly(client):
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/score").status_code == 405
+    assert client.post("/score", params={"curve": "perhaps"}, json=patient()).status_code == 422
+
+
+def test_openapi_documents_the_contract(client):
+    spec = client.get("/openapi.json").json()
+    props = spec["components"]["schemas"]["PatientIn"]["properties"]
+    assert set(props) == {"id", *score.SCORE_FEATURES}
+    sex = json.dumps(props["sex"])
+    assert all(label in sex for label in schema.CATEGORIES["sex"])
+    assert "/score" in spec["paths"] and "413" in spec["paths"]["/score"]["post"]["responses"]
+
+
+def test_page_is_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text.replace('"http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page.text and "<script src" not in page.text
+    assert '"name": "prior_response"' in page.text
+
+
+def test_a_model_location_cannot_come_from_a_request(client, model_dir):
+    resp = client.post("/score", params={"model": "/etc"}, json=patient())
+    assert resp.status_code == 200
+    assert client.get("/health").json()["uri"] == model_dir
+    with pytest.raises(ValueError, match="cannot load a model"):
+        serve.create_app("/nonexistent/model")
+
+
+# ------------------------------------------------------------------ property: never a 500
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_value = st.one_of(_json, st.sampled_from(["male", "CIA", "PD", "<1%", "yes", "", "1"]),
+                   st.floats(-1e3, 1e3), st.integers(-5, 200))
+
+
+@st.composite
+def _payloads(draw):
+    kind = draw(st.sampled_from(["patient", "batch", "raw"]))
+    if kind == "raw":
+        return draw(_json)
+    body = dict(score.EXAMPLE_PATIENT)
+    for key in draw(st.lists(st.sampled_from(sorted(body)), max_size=4, unique=True)):
+        if draw(st.booleans()):
+            body[key] = draw(_value)
+        else:
+            del body[key]
+    if draw(st.booleans()):
+        body[draw(st.text(min_size=1, max_size=6))] = draw(_value)
+    return {"patients": [body, dict(score.EXAMPLE_PATIENT)]} if kind == "batch" else body
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_payloads())
+def test_random_payloads_never_give_a_500(client, payload):
+    resp = client.post("/score", content=json.dumps(payload), headers={"content-type": "application/json"})
+    assert resp.status_code in (200, 422), resp.text
+    body = resp.json()
+    if resp.status_code == 422:
+        assert body["errors"] and all(e["field"] for e in body["errors"])
+    else:
+        assert body["results"][0]["risk_group"] in score.RISK_GROUPS
