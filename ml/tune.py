@@ -312,8 +312,10 @@ def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseSt
         if "://" in target:
             kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if target.startswith("sqlite") else {}
             # heartbeats: a trial of a crashed worker / machine is marked FAIL after the grace period
-            return RDBStorage(target, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                              grace_period=3 * HEARTBEAT_S)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(target, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                  grace_period=3 * HEARTBEAT_S)
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The open-lock (O_CREAT|O_EXCL) works on network file systems too, unlike symlinks on some.
