@@ -40,11 +40,14 @@ from features import schema
 HORIZONS: tuple[float, ...] = (3.0, 6.0, 12.0, 24.0)
 RISK_GROUPS = ("low", "intermediate", "high")
 NOT_REACHED = "not reached"
+EFFECT_EPS = 1e-12         # |SHAP| below this pushes nowhere
 TOP_K = 3
 CURVE_STEP = 0.25          # months between points of a curve sent to the page
 CURVE_MAX = 36.0           # months shown on the page's curve (or the last training time)
 CHUNK = 20_000             # rows per block when building curves (bounds memory on big batches)
 MAX_ID_LENGTH = 64
+MAX_PROBLEMS_SHOWN = 20
+MAX_PROBLEMS = 200         # a table's check stops collecting after this many
 DEFAULT_REGISTERED_NAME = "rechallenge-pfs-cox"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_REGISTERED_NAME}@champion"
 IGNORED_COLUMNS = schema.OUTCOMES
@@ -75,7 +78,10 @@ class ScoringInputError(ValueError):
 
     def __init__(self, problems: list[dict[str, str]]):
         self.problems = problems
-        super().__init__("\n".join(f"{p['field']}: {p['message']}" for p in problems))
+        lines = [f"{p['field']}: {p['message']}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more problem(s)")
+        super().__init__("\n".join(lines))
 
 
 def _no_bool(value: Any) -> Any:
@@ -183,10 +189,12 @@ def parse_patients(patients: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping
     Raises `ScoringInputError` naming every bad field (`age`, or `patients[3].age` /
     `row 4: age` for several). Missing ids become `patient-<row>`.
     """
+    if isinstance(patients, pd.DataFrame):
+        return _parse_frame(patients)
     records = _records(patients)
     if not records:
         raise ScoringInputError([{"field": "patients", "message": "at least one patient is required"}])
-    single = len(records) == 1 and not isinstance(patients, pd.DataFrame) if single is None else single
+    single = len(records) == 1 if single is None else single
     try:
         parsed = _PATIENTS.validate_python(records)
     except ValidationError as exc:
@@ -195,6 +203,94 @@ def parse_patients(patients: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping
             raise ScoringInputError(problems_from(errors, skip=(0,))) from None
         raise ScoringInputError(_row_problems(errors)) from None
     return frame_from_models(parsed)
+
+
+def _plain_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
+
+
+def _clear_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows that certainly pass `PatientIn` (plain numbers in range, known labels, text ids).
+
+    Conservative: anything else (text numbers, booleans, unknown labels, long ids) is left
+    to pydantic, which accepts or rejects it with its own message.
+    """
+    n = len(frame)
+    clear = np.ones(n, dtype=bool)
+    ids = frame["id"].to_numpy(dtype=object)
+    text_ids = np.array([isinstance(x, str) and len(x) <= MAX_ID_LENGTH for x in ids], dtype=bool)
+    clear &= text_ids | pd.isna(ids)
+    for column in SCORE_FEATURES:
+        values = frame[column].to_numpy(dtype=object)
+        missing = pd.isna(values)
+        if column in schema.NUMERIC_RANGES:
+            plain = np.fromiter((_plain_number(x) for x in values), dtype=bool, count=n)
+            number = np.where(plain & ~missing, values, np.nan).astype(np.float64)
+            lo, hi = schema.NUMERIC_RANGES[column]
+            with np.errstate(invalid="ignore"):
+                ok = np.isfinite(number) & (number <= hi) & ((number > lo) if column == "pfs1_months"
+                                                             else (number >= lo))
+                if column in schema.ORDINAL_LEVELS:
+                    ok &= number == np.round(number)
+            clear &= missing | (plain & ok)
+        else:
+            labels = np.array(schema.CATEGORIES[column], dtype=object)
+            known = np.isin(values, labels) & np.fromiter((isinstance(x, str) for x in values), bool, count=n)
+            clear &= known | (missing & (column != schema.TREATMENT))
+    return clear
+
+
+def _parse_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """parse_patients for a table: a vectorised check, pydantic only for rows it cannot clear."""
+    frame = table.drop(columns=[c for c in IGNORED_COLUMNS if c in table.columns]).reset_index(drop=True)
+    if len(frame) == 0:
+        raise ScoringInputError([{"field": "patients", "message": "at least one patient is required"}])
+    if "id" in frame.columns:
+        ids = frame["id"]
+        if pd.api.types.is_numeric_dtype(ids) and not pd.api.types.is_bool_dtype(ids):
+            # numeric ids read from a CSV: their text, without a spurious '.0'
+            frame["id"] = [None if pd.isna(x) else (str(int(x)) if float(x).is_integer() else str(x))
+                           for x in ids]
+    expected = {"id", *SCORE_FEATURES}
+    columns = set(frame.columns)
+    if not columns <= expected or not set(SCORE_FEATURES) <= columns:
+        return _parse_rows(frame, np.arange(len(frame)))
+    if "id" not in columns:
+        frame["id"] = None
+    clear = _clear_rows(frame)
+    typed = _typed(frame)
+    if not clear.all():
+        doubtful = np.flatnonzero(~clear)
+        checked = _parse_rows(frame, doubtful)
+        typed.iloc[doubtful] = checked.to_numpy()
+    return typed
+
+
+def _parse_rows(frame: pd.DataFrame, rows: np.ndarray, block: int = 2000) -> pd.DataFrame:
+    """pydantic on the given rows of a table (errors numbered by table row), in blocks, until
+    MAX_PROBLEMS problems are found."""
+    problems: list[dict[str, str]] = []
+    parsed = []
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        records = _records(frame.iloc[part])
+        try:
+            parsed += _PATIENTS.validate_python(records)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                loc = list(err.get("loc", ()))
+                row = int(part[loc.pop(0)]) if loc and isinstance(loc[0], int) else None
+                prefix = f"row {row + 1}: " if row is not None else ""
+                problems.append({"field": f"{prefix}{error_field(loc)}", "message": error_message(err)})
+            if len(problems) >= MAX_PROBLEMS:
+                break
+    if problems:
+        raise ScoringInputError(problems)
+    typed = frame_from_models(parsed)
+    ids = frame["id"].to_numpy(dtype=object)[rows] if "id" in frame.columns else np.full(len(rows), None)
+    fill = pd.isna(ids)
+    typed.loc[fill, "id"] = [f"patient-{r + 1}" for r in rows[fill]]  # numbered as in the whole table
+    return typed
 
 
 def frame_from_models(parsed: Sequence[BaseModel]) -> pd.DataFrame:
@@ -251,22 +347,56 @@ class ScoreResult:
     curves: np.ndarray | None = None   # patients x curve_times
     notes: list[str] = field(default_factory=list)
 
+    def top_indices(self, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(up columns, up effects, down columns, down effects): each patients x k, largest
+        first; effects of the wrong sign (fewer than k features push that way) are NaN."""
+        c = self.contributions.to_numpy(np.float64)
+        k = min(k, c.shape[1])
+        up = np.argsort(-c, axis=1, kind="stable")[:, :k]
+        down = np.argsort(c, axis=1, kind="stable")[:, :k]
+        up_eff = np.take_along_axis(c, up, 1)
+        down_eff = np.take_along_axis(c, down, 1)
+        return up, np.where(up_eff > EFFECT_EPS, up_eff, np.nan), down, np.where(down_eff < -EFFECT_EPS,
+                                                                                 down_eff, np.nan)
+
     def top_features(self, i: int, k: int = TOP_K) -> tuple[list[dict], list[dict]]:
         """(pushing risk up, pushing risk down) for patient i, largest first."""
-        row = self.contributions.iloc[i]
-        order = np.argsort(-np.abs(row.to_numpy()), kind="stable")
-        up, down = [], []
-        for j in order:
-            effect = float(row.iloc[j])
-            if abs(effect) < 1e-12:
-                continue
-            name = row.index[j]
-            item = {"feature": name, "value": _value_text(self.values[name].iloc[i]),
-                    "effect": effect}
-            target = up if effect > 0 else down
-            if len(target) < k:
-                target.append(item)
-        return up, down
+        return self.all_top_features(k, rows=[i])[0]
+
+    def all_top_features(self, k: int = TOP_K, rows: Sequence[int] | None = None) -> list[tuple[list, list]]:
+        up, up_eff, down, down_eff = self.top_indices(k)
+        names = list(self.contributions.columns)
+        values = self.values[names].to_numpy(dtype=object)
+        out = []
+        for i in range(len(up)) if rows is None else rows:
+            pair = []
+            for cols, effs in ((up[i], up_eff[i]), (down[i], down_eff[i])):
+                pair.append([{"feature": names[j], "value": _value_text(values[i, j]), "effect": float(e)}
+                             for j, e in zip(cols, effs, strict=True) if np.isfinite(e)])
+            out.append((pair[0], pair[1]))
+        return out
+
+    def top_text(self, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
+        """`feature=value (+effect); ...` per patient, up and down (vectorised for big batches)."""
+        up, up_eff, down, down_eff = self.top_indices(k)
+        names = np.asarray(self.contributions.columns, dtype=object)
+        values = self.values[list(names)].to_numpy(dtype=object)
+        rows = np.arange(len(up))
+        texts = []
+        for cols, effs in ((up, up_eff), (down, down_eff)):
+            joined = np.full(len(rows), "", dtype=object)
+            for r in range(cols.shape[1]):
+                j, e = cols[:, r], effs[:, r]
+                shown = np.isfinite(e)
+                if not shown.any():
+                    break
+                vals = values[rows[shown], j[shown]]
+                items = zip(names[j[shown]], vals, e[shown], strict=True)
+                part = np.array([f"{n}={_value_text(v)} ({x:+.3f})" for n, v, x in items], dtype=object)
+                sep = np.where(joined[shown] == "", "", "; ")
+                joined[shown] = joined[shown] + sep + part
+            texts.append(joined)
+        return texts[0], texts[1]
 
 
 def _value_text(value: Any) -> str:
@@ -277,17 +407,13 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def _feature_text(items: list[dict]) -> str:
-    return "; ".join(f"{it['feature']}={it['value']} ({it['effect']:+.3f})" for it in items)
-
-
 def median_text(median: float) -> str:
     return NOT_REACHED if not np.isfinite(median) else f"{median:.1f} months"
 
 
 def to_frame(result: ScoreResult) -> pd.DataFrame:
     """The flat table: one row per patient (the pyfunc output, the CLI's CSV)."""
-    tops = [result.top_features(i) for i in range(len(result.ids))]
+    top_up, top_down = result.top_text()
     out = pd.DataFrame({
         "id": result.ids.astype(str),
         "risk_score": result.risk,
@@ -296,8 +422,8 @@ def to_frame(result: ScoreResult) -> pd.DataFrame:
         **{horizon_column(t): result.survival[:, j] for j, t in enumerate(result.horizons)},
         "median_pfs_months": result.median,
         "median_pfs": [median_text(m) for m in result.median],
-        "top_up": [_feature_text(up) for up, _ in tops],
-        "top_down": [_feature_text(down) for _, down in tops],
+        "top_up": top_up,
+        "top_down": top_down,
         "imputed": [", ".join(cols) for cols in result.imputed],
     })
     return out[list(OUTPUT_COLUMNS)]
@@ -310,8 +436,9 @@ def _finite(x: float) -> float | None:
 def to_records(result: ScoreResult) -> list[dict[str, Any]]:
     """JSON-ready records (no NaN: unknown numbers are null), with structured explanations."""
     records = []
+    tops = result.all_top_features()
     for i in range(len(result.ids)):
-        up, down = result.top_features(i)
+        up, down = tops[i]
         rec: dict[str, Any] = {
             "id": str(result.ids[i]),
             "risk_score": float(result.risk[i]),
@@ -427,16 +554,38 @@ class _FastModel:
                 model.model_, "low_memory", True):
             self.kind = "forest"
 
+    def _lp(self, Xt: pd.DataFrame) -> np.ndarray:
+        if self.booster is not None:
+            return np.asarray(self.booster.inplace_predict(Xt.to_numpy(np.float32), predict_type="margin"),
+                              dtype=np.float64)
+        return np.asarray(self.model._log_hazard(Xt), dtype=np.float64)
+
+    def breslow_summaries(self, Xt: pd.DataFrame, times: np.ndarray, horizons: np.ndarray,
+                          grid: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(risk, S at horizons, median, S on grid or None) without the patients x times matrix:
+        S(t) = exp(-H0(t) r) with r = exp(lp), and the median is the first time with
+        H0(t) >= ln 2 / r (H0 is non-decreasing): a binary search per patient."""
+        lp = self._lp(Xt)
+        r = np.exp(np.clip(lp, -700, 700))
+
+        def at(points: np.ndarray) -> np.ndarray:
+            idx = np.searchsorted(times, points, side="right") - 1
+            h = np.where(idx >= 0, self.h0[np.clip(idx, 0, None)], 0.0)
+            surv = np.exp(-(r[:, None] * h))
+            surv[:, points > times[-1]] = np.nan
+            return surv
+
+        with np.errstate(divide="ignore", over="ignore"):
+            first = np.searchsorted(self.h0, np.log(2.0) / r, side="left")
+        median = np.where(first < len(times), times[np.clip(first, 0, len(times) - 1)], np.nan)
+        return lp, at(horizons), median, (at(grid) if grid is not None else None)
+
     def outputs(self, Xt: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(risk, survival matrix on the model's unique_times_)."""
         from ml.models.base import clean_curves
 
         if self.kind == "breslow":
-            if self.booster is not None:
-                lp = np.asarray(self.booster.inplace_predict(Xt.to_numpy(np.float32), predict_type="margin"),
-                                dtype=np.float64)
-            else:
-                lp = np.asarray(self.model._log_hazard(Xt), dtype=np.float64)
+            lp = self._lp(Xt)
             hazard = np.exp(np.clip(lp, -700, 700))[:, None] * self.h0
             return lp, clean_curves(np.exp(-hazard))
         if self.kind == "forest":
@@ -626,6 +775,28 @@ class SurvivalScorer:
         Xt = self._transform(features)
         horizons = np.asarray(self.horizons, dtype=np.float64)
         grid = self.curve_grid() if curve else None
+        if self.fast_model_.kind == "breslow":
+            risk, surv_h, median, curves = self.fast_model_.breslow_summaries(Xt, self.times_, horizons, grid)
+        else:
+            risk, surv_h, median, curves = self._summaries_from_curves(Xt, horizons, grid)
+        if explain:
+            phi = self.explainer_.values(Xt, features)
+            contributions = pd.DataFrame(phi @ self.feature_groups_.to_numpy(), index=X.index,
+                                         columns=self.feature_groups_.columns)
+        else:
+            contributions = pd.DataFrame(np.zeros((len(X), 0)), index=X.index)
+        imputed_mask = features.isna().to_numpy()
+        names = np.array(features.columns)
+        return ScoreResult(
+            ids=X["id"].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
+            horizons=tuple(float(h) for h in horizons), survival=surv_h, median=median,
+            contributions=contributions, values=features,
+            imputed=[list(names[row]) for row in imputed_mask] if imputed_mask.any() else [[]] * len(X),
+            curve_times=grid, curves=curves)
+
+    def _summaries_from_curves(self, Xt: pd.DataFrame, horizons: np.ndarray,
+                               grid: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(risk, S at horizons, median, S on grid or None) read off whole curves, in blocks."""
         risks, surv_h, median, curves = [], [], [], []
         for start in range(0, len(Xt), CHUNK):
             risk_block, block = self.fast_model_.outputs(Xt.iloc[start:start + CHUNK])
@@ -634,21 +805,8 @@ class SurvivalScorer:
             median.append(_medians(self.times_, block))
             if grid is not None:
                 curves.append(_step_values(self.times_, block, grid))
-        if explain:
-            phi = self.explainer_.values(Xt, features)
-            contributions = pd.DataFrame(phi @ self.feature_groups_.to_numpy(), index=X.index,
-                                         columns=self.feature_groups_.columns)
-        else:
-            contributions = pd.DataFrame(np.zeros((len(X), 0)), index=X.index)
-        risk = np.concatenate(risks)
-        imputed_mask = features.isna().to_numpy()
-        names = np.array(features.columns)
-        return ScoreResult(
-            ids=X["id"].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
-            horizons=tuple(float(h) for h in horizons), survival=np.vstack(surv_h),
-            median=np.concatenate(median), contributions=contributions, values=features,
-            imputed=[list(names[row]) for row in imputed_mask] if imputed_mask.any() else [[]] * len(X),
-            curve_times=grid, curves=np.vstack(curves) if grid is not None else None)
+        return (np.concatenate(risks), np.vstack(surv_h), np.concatenate(median),
+                np.vstack(curves) if grid is not None else None)
 
     def score(self, patients: Any) -> pd.DataFrame:
         """The flat table of `OUTPUT_COLUMNS`, one row per patient."""

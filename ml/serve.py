@@ -232,12 +232,13 @@ def create_app(model_uri: str | None = None, *, scorer: score.SurvivalScorer | N
     @app.post("/score", response_model=ScoreResponse,
               responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
     def score_patients(body: ScoreBody,
-                       curve: bool = Query(False, description="add S(t) points for a plot")) -> dict:
+                       curve: bool = Query(False, description="add S(t) points for a plot")) -> JSONResponse:
         patients = body.patients if isinstance(body, ScoreRequest) else [body]
         frame = score.frame_from_models(patients)
         with lock:
             result = scorer.result_for(frame, curve=curve)
-        return {"model": info, "results": score.to_records(result)}
+        # built from the model's own records (tested against ScoreResponse); skip re-validating
+        return JSONResponse({"model": info, "results": score.to_records(result)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features import datasets
+from features import datasets, schema
 from ml import explain, score
 from ml.cli import app
 
@@ -220,6 +220,38 @@ def test_bad_rows_of_a_table_are_numbered():
         score.parse_patients(rows)
     with pytest.raises(score.ScoringInputError, match="at least one patient"):
         score.parse_patients([])
+
+
+def test_table_check_agrees_with_the_record_check(twin_small):
+    """The vectorised table path gives what pydantic gives record by record."""
+    table = twin_small.data.head(40).drop(columns=list(schema.OUTCOMES)).copy()
+    table.loc[3, "pdl1"] = np.nan
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+    by_record = score.parse_patients(records)
+    mixed = table.astype({"age": object})
+    mixed.loc[5, "age"] = str(mixed.loc[5, "age"])          # text number: pydantic's lax parse
+    pd.testing.assert_frame_equal(score.parse_patients(mixed), by_record)
+    numbered = table.assign(id=np.arange(100, 140))           # numeric ids from a CSV
+    assert score.parse_patients(numbered)["id"].iloc[0] == "100"
+    bad = table.copy()
+    bad.loc[7, "ecog"] = 4
+    bad.loc[9, "sex"] = "other"
+    with pytest.raises(score.ScoringInputError) as err:
+        score.parse_patients(bad)
+    assert [p["field"] for p in err.value.problems] == ["row 8: ecog", "row 10: sex"]
+    with pytest.raises(score.ScoringInputError, match="row 1: smoker: unknown field"):
+        score.parse_patients(table.assign(smoker="yes"))
+    with pytest.raises(score.ScoringInputError, match="row 1: treatment: field required"):
+        score.parse_patients(table.drop(columns=["treatment"]))
+
+
+def test_long_problem_lists_are_cut_in_the_message(twin_small):
+    table = twin_small.data.head(60).assign(age=500)
+    with pytest.raises(score.ScoringInputError) as err:
+        score.parse_patients(table)
+    assert len(err.value.problems) == 60
+    assert str(err.value).count("\n") == score.MAX_PROBLEMS_SHOWN
+    assert str(err.value).endswith("and 40 more problem(s)")
 
 
 def test_outcome_columns_of_a_cohort_table_are_ignored(twin_small):

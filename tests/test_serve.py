@@ -71,6 +71,7 @@ def test_many_patients_and_curves(client):
     assert resp.status_code == 200
     results = resp.json()["results"]
     assert [r["id"] for r in results] == [f"p{i}" for i in range(30)]
+    serve.ScoreResponse.model_validate(resp.json())  # the documented response shape
     curve = results[0]["curve"]
     assert curve["months"][0] == 0 and curve["survival"][0] == 1.0
     assert all(a >= b for a, b in zip(curve["survival"], curve["survival"][1:], strict=False))
