@@ -426,7 +426,7 @@ def to_frame(result: ScoreResult) -> pd.DataFrame:
         "top_down": top_down,
         "imputed": [", ".join(cols) for cols in result.imputed],
     })
-    return out[list(OUTPUT_COLUMNS)]
+    return out
 
 
 def _finite(x: float) -> float | None:
@@ -517,15 +517,17 @@ class _FastPreprocessor:
                 raise TypeError(f"unsupported steps {list(steps)}")
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        position = {c: i for i, c in enumerate(X.columns)}
+        cells = X.to_numpy(dtype=object)  # one conversion: per-column access costs more for one row
         parts = []
         for kind, cols, p in self.blocks:
             if kind == "num":
-                a = np.column_stack([X[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols])
+                a = cells[:, [position[c] for c in cols]].astype(np.float64)
                 a = np.where(np.isnan(a), p["fill"], a)
                 parts.append((a - p["mean"]) / p["scale"])
             else:
                 for col, fill, levels in zip(cols, p["fill"], p["levels"], strict=True):
-                    v = X[col].to_numpy(dtype=object)
+                    v = cells[:, position[col]]
                     v = np.where(pd.isna(v), fill, v)
                     parts.append(np.column_stack([v == lvl for lvl in levels]).astype(np.float64)
                                  if levels else np.zeros((len(v), 0)))
@@ -652,13 +654,12 @@ class _RiskExplainer:
 
             from ml import explain
 
-            model = (explain.tree_ensemble_dict(self.inner, explain.RISK) if self.kind == "tree"
-                     else self.inner)
+            model = explain.tree_ensemble_dict(self.inner, explain.RISK)
             self._explainer = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")
         return self._explainer
 
     def warm(self) -> None:
-        if self.kind in ("tree", "xgboost"):
+        if self.kind == "tree":
             self._shap_tree()
 
     def values(self, Xt: pd.DataFrame, raw: pd.DataFrame) -> np.ndarray:
@@ -669,9 +670,11 @@ class _RiskExplainer:
         if self.kind == "xgboost":
             import xgboost
 
-            # nthread=1: a DMatrix with the default thread pool costs ~15 ms to build, whatever its size
+            # nthread=1: a DMatrix with the default thread pool costs ~15 ms to build, whatever its size.
+            # XGBoost's own TreeSHAP (what shap's TreeExplainer calls for a booster); last column = bias
             dm = xgboost.DMatrix(Xt.to_numpy(np.float32), feature_names=list(Xt.columns), nthread=1)
-            return self.sign * np.asarray(self._shap_tree().shap_values(dm, check_additivity=False))
+            contributions = np.asarray(self.inner.predict(dm, pred_contribs=True), dtype=np.float64)
+            return self.sign * contributions[:, :-1]
         from ml import explain
 
         expl = explain.explain(self.pipeline, raw, background=self.background_raw,
@@ -771,7 +774,8 @@ class SurvivalScorer:
 
     def result_for(self, X: pd.DataFrame, curve: bool = False, explain: bool = True) -> ScoreResult:
         """Outputs for an already parsed frame (`parse_patients`)."""
-        features = X[list(SCORE_FEATURES)]
+        fast = getattr(self, "fast_preprocessor_", None)
+        features = X if fast is not None else X[list(SCORE_FEATURES)]  # the replay picks its columns
         Xt = self._transform(features)
         horizons = np.asarray(self.horizons, dtype=np.float64)
         grid = self.curve_grid() if curve else None
@@ -785,8 +789,9 @@ class SurvivalScorer:
                                          columns=self.feature_groups_.columns)
         else:
             contributions = pd.DataFrame(np.zeros((len(X), 0)), index=X.index)
-        imputed_mask = features.isna().to_numpy()
-        names = np.array(features.columns)
+        names = np.array(SCORE_FEATURES)
+        position = {c: i for i, c in enumerate(X.columns)}
+        imputed_mask = pd.isna(X.to_numpy(dtype=object)[:, [position[c] for c in names]])
         return ScoreResult(
             ids=X["id"].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
             horizons=tuple(float(h) for h in horizons), survival=surv_h, median=median,
