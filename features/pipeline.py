@@ -96,11 +96,16 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True,
     numeric_steps = [("impute", SimpleImputer(strategy="median"))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    categories = [
-        list(levels) if levels is not None else "auto" for levels in spec.categorical.values()
-    ]
+    levels = list(spec.categorical.values())
+    if all(lv is None for lv in levels):
+        categories = "auto"  # learned from the training fold
+    elif any(lv is None for lv in levels):
+        unknown = [c for c, lv in spec.categorical.items() if lv is None]
+        raise ValueError(f"categorical levels must be given for all features or none; missing for {unknown}")
+    else:
+        categories = [list(lv) for lv in levels]
     encoder = OneHotEncoder(
-        categories=categories if categories else "auto",
+        categories=categories,
         drop="first" if drop_reference else None,
         handle_unknown="ignore",
         sparse_output=False,

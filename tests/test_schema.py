@@ -162,3 +162,13 @@ def test_survival_target_is_structured_event_time():
     assert y.dtype.names == ("event", "time")
     assert y["event"].dtype == bool
     np.testing.assert_allclose(y["time"], df["os_months"])
+
+
+def test_preprocessor_learns_levels_when_none_are_given():
+    from features.pipeline import build_preprocessor, infer_spec
+
+    df = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0], "arm": ["a", "b", "a", None]})
+    spec = infer_spec(df)
+    out = build_preprocessor(spec).fit_transform(df)
+    assert list(out.columns) == ["x", "arm=b"]
+    assert out["x"].isna().sum() == 0  # imputed, not dropped
