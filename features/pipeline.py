@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from features import schema
 
@@ -111,9 +112,11 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True,
         sparse_output=False,
         feature_name_combiner=lambda feat, level: f"{feat}{ONE_HOT_SEPARATOR}{level}",
     )
-    categorical_steps = Pipeline(
-        [("impute", SimpleImputer(strategy="most_frequent")), ("onehot", encoder)]
-    )
+    categorical_steps = Pipeline([
+        ("missing", FunctionTransformer(_missing_as_nan, feature_names_out="one-to-one")),
+        ("impute", SimpleImputer(strategy="most_frequent")),
+        ("onehot", encoder),
+    ])
     transformers = []
     if spec.numeric:
         transformers.append(("num", Pipeline(numeric_steps), list(spec.numeric)))
@@ -121,6 +124,11 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True,
         transformers.append(("cat", categorical_steps, list(spec.categorical)))
     ct = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return ct.set_output(transform="pandas")
+
+
+def _missing_as_nan(X: pd.DataFrame) -> pd.DataFrame:
+    """None and pd.NA count as missing, like NaN (the imputer only recognises NaN)."""
+    return X.astype(object).where(pd.notna(X), np.nan)
 
 
 def original_feature(column: str, spec: FeatureSpec) -> str:
