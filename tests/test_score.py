@@ -352,3 +352,48 @@ def test_cli_bad_input_exits_2(saved_model, tmp_path, args, message):
     result = CliRunner().invoke(app, ["score", *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_gives_the_same_numbers(saved_model):
+    """`mlflow models serve -m <model> --env-manager local` answers like the in-process scorer."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path, scorer = saved_model
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = os.path.dirname(sys.executable)  # mlflow starts `uvicorn` from PATH
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", str(path), "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(url + "/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow models serve did not start"
+            time.sleep(0.5)
+        rows = [patient(id="a"), patient(id="b", prior_response="CR/PR", treatment="CIA")]
+        resp = httpx.post(url + "/invocations", json={"dataframe_records": rows}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        got = pd.DataFrame(resp.json()["predictions"])
+        pd.testing.assert_frame_equal(got[list(score.OUTPUT_COLUMNS)], scorer.score(rows), check_dtype=False)
+        bad = httpx.post(url + "/invocations", json={"dataframe_records": [patient(age=300)]}, timeout=60)
+        assert bad.status_code == 400 and "age: Input should be less than or equal to 110" in bad.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
