@@ -442,6 +442,9 @@ def explain_command(
     plt.close("all")
 
 
+MAX_ROWS_PRINTED = 20
+
+
 @app.command("score")
 def score_command(
     patient: Path = typer.Option(None, "--patient", help="One patient (a JSON object; a list for several)."),
@@ -493,7 +496,11 @@ def score_command(
         shown = pd.DataFrame({"": table.columns, str(table["id"].iloc[0]): values})
         display.print_frame(console, shown, title=title)
     else:
-        display.print_frame(console, table.drop(columns=["top_up", "top_down"]), title=title, digits=3)
+        shown = table.drop(columns=["top_up", "top_down"]).head(MAX_ROWS_PRINTED)
+        display.print_frame(console, shown, title=title, digits=3)
+        if len(table) > MAX_ROWS_PRINTED:
+            console.print(f"(first {MAX_ROWS_PRINTED} of {len(table)} patients shown"
+                          + ("; all of them in --out)" if out is not None else "; write all with --out)"))
     written = []
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -262,7 +262,8 @@ def _parse_frame(table: pd.DataFrame) -> pd.DataFrame:
     if not clear.all():
         doubtful = np.flatnonzero(~clear)
         checked = _parse_rows(frame, doubtful)
-        typed.iloc[doubtful] = checked.to_numpy()
+        for j, column in enumerate(typed.columns):  # column by column: dtypes stay as they are
+            typed.iloc[doubtful, j] = checked[column].to_numpy(dtype=typed[column].dtype)
     return typed
 
 
