@@ -300,6 +300,9 @@ def benchmark(
         config = config.model_copy(update={"tuned_params": found})
         if missing:
             err_console.print(f"no tuned champion for {', '.join(missing)} (rechallenge tune --model ...)")
+        if found:
+            err_console.print("note: '_tuned' rows reuse hyperparameters searched on all rows of this data, "
+                              "so they are optimistic here; the honest figure is the tune run's outer CV")
     total = (len(config.models) + len(config.tuned_params)) * config.folds * config.repeats
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
