@@ -501,13 +501,18 @@ class _FastPreprocessor:
             if not isinstance(trans, Pipeline):
                 raise TypeError(f"unsupported transformer {type(trans).__name__}")
             steps = dict(trans.steps)
-            if set(steps) == {"impute", "scale"} or set(steps) == {"impute"}:
+            # a "missing" step (None / NA -> NaN) is what the replay's pd.isna does anyway; the
+            # probe in `_fast_preprocessor` checks that it changes nothing else
+            extra = set(steps) - {"missing"}
+            if "missing" in steps and type(steps["missing"]).__name__ != "FunctionTransformer":
+                raise TypeError("unsupported 'missing' step")
+            if extra in ({"impute", "scale"}, {"impute"}):
                 scale = steps.get("scale")
                 self.blocks.append(("num", list(cols), {
                     "fill": np.asarray(steps["impute"].statistics_, dtype=np.float64),
                     "mean": np.asarray(scale.mean_ if scale is not None else 0.0, dtype=np.float64),
                     "scale": np.asarray(scale.scale_ if scale is not None else 1.0, dtype=np.float64)}))
-            elif set(steps) == {"impute", "onehot"}:
+            elif extra == {"impute", "onehot"}:
                 enc = steps["onehot"]
                 drop = enc.drop_idx_ if enc.drop_idx_ is not None else [None] * len(cols)
                 levels = [[lvl for k, lvl in enumerate(cats) if d is None or k != d]
@@ -873,10 +878,11 @@ def _fast_preprocessor(pipeline: Any, features: pd.DataFrame) -> _FastPreprocess
     except (TypeError, AttributeError, ValueError):
         return None
     probe = features.head(50).reset_index(drop=True)
-    holes = pd.concat([probe.head(1)] * len(probe.columns), ignore_index=True)
+    holes = pd.concat([probe.head(1)] * (2 * len(probe.columns)), ignore_index=True)
     for i, column in enumerate(probe.columns):
         holes[column] = holes[column].astype(object)
-        holes.loc[i, column] = np.nan
+        holes.loc[2 * i, column] = np.nan
+        holes.loc[2 * i + 1, column] = None if column not in schema.NUMERIC_RANGES else np.nan
     probe = pd.concat([probe, holes], ignore_index=True)
     for column in schema.NUMERIC_COVARIATES:
         if column in probe:
