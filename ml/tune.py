@@ -686,7 +686,7 @@ def run_and_log(data: Any, config: TuneConfig, *, registered_name: str, label: s
         tracking.log_table(result.summary, "outer_summary.csv")
         tracking.log_json({"final": result.best_params, "outer_folds": result.outer_params},
                           "best_params.json")
-        uri = tracking.log_model(result.final_model, input_example=data.X.head(3))
+        uri = _log_final_model(result.final_model, data, config)
         outer = result.summary.set_index(["metric", "variant"])["mean"]
         version_tags = {f"outer_{m}": outer[(m, "tuned")] for m in OBJECTIVES}
         version_tags.update({"objective": config.objective, "best_params": json.dumps(result.best_params),
@@ -697,6 +697,23 @@ def run_and_log(data: Any, config: TuneConfig, *, registered_name: str, label: s
             registered_name, version, f"outer_{config.objective}",
             higher_is_better=OBJECTIVES[config.objective].direction == "maximize")
     return result, Registration(registered_name, version, promoted, previous, active.info.run_id)
+
+
+def _log_final_model(model: Any, data: Any, config: TuneConfig) -> str:
+    """Log the refitted model to the active run; returns its URI.
+
+    On a rechallenge cohort it is logged as the survival pyfunc (risk-group cut-offs fixed on
+    these training rows, curves, explanations), so a tuned champion serves `rechallenge score`
+    and `serve` like the default model. Other tables (e.g. GBSG2) lack the patient contract
+    and keep the sklearn flavour.
+    """
+    from ml import score, tracking
+
+    if set(score.SCORE_FEATURES) <= set(data.X.columns):
+        scorer = score.SurvivalScorer(model, model_name=config.model,
+                                      random_state=config.seed).fit(data.X)
+        return tracking.log_survival_model(scorer)
+    return tracking.log_model(model, input_example=data.X.head(3))
 
 
 def summary_table(result: TuneResult) -> pd.DataFrame:

@@ -242,8 +242,13 @@ def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_s
     version = client.get_model_version("rechallenge-pfs-coxnet", "1")
     outer = result.summary.set_index(["metric", "variant"])["mean"]
     assert float(version.tags["outer_uno_c"]) == pytest.approx(outer[("uno_c", "tuned")])
-    loaded = mlflow.sklearn.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"])
+    # a cohort model is registered as the survival pyfunc: same risk as the refitted model,
+    # and its risk groups come from cut-offs fixed on the training rows
+    loaded = tracking.load_survival_model(tracking.champion("rechallenge-pfs-coxnet")["uri"])
     assert np.allclose(loaded.predict(data.X), result.final_model.predict(data.X))
+    scored = mlflow.pyfunc.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"]).predict(
+        data.X.head(30))
+    assert set(scored["risk_group"]) <= {"low", "intermediate", "high"}
 
 
 # ---- CLI bad input --------------------------------------------------------------------
