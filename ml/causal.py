@@ -1,10 +1,10 @@
 """Group comparisons for a cohort: Table 1, SMD, KM medians, propensity, IPTW, weighted Cox.
 
 Weights are optional everywhere, so the same functions give the balance before and
-after inverse probability of treatment weighting. The weighted Cox model and the
-weighted log-rank test are implemented here in numpy (Efron ties, robust sandwich
-variance) so that they can be checked against lifelines independently and are cheap
-enough to re-fit in every bootstrap resample.
+after inverse probability of treatment weighting. The weighted Cox model (robust
+sandwich variance) and the weighted log-rank test sit on the numpy partial likelihood
+of `ml.coxph`, so that they can be checked against lifelines independently and are
+cheap enough to re-fit in every bootstrap resample.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
 from features import schema
+from ml import coxph
 
 
 def _weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -503,114 +504,6 @@ class CoxFit:
         })
 
 
-@dataclass(frozen=True)
-class _RiskSets:
-    """Sorted data and the event-time bookkeeping shared by every Cox evaluation."""
-
-    x: np.ndarray
-    time: np.ndarray
-    event: np.ndarray
-    w: np.ndarray
-    order: np.ndarray
-    deaths: np.ndarray      # positions (in sorted order) of the events
-    death_k: np.ndarray     # distinct-event-time index of each event
-    first: np.ndarray       # first sorted position at risk at each distinct event time
-    n_tied: np.ndarray      # events at each distinct event time
-    slot_k: np.ndarray      # one slot per event: its event-time index ...
-    slot_f: np.ndarray      # ... and its Efron fraction l/d (0 for Breslow)
-    event_times: np.ndarray
-
-
-def _risk_sets(time, event, x, w, ties: str) -> _RiskSets:
-    order = np.argsort(time, kind="stable")
-    t, e = time[order], event[order]
-    deaths = np.flatnonzero(e)
-    event_times, n_tied = np.unique(t[deaths], return_counts=True)
-    slot_k = np.repeat(np.arange(len(event_times)), n_tied)
-    within = np.arange(len(slot_k)) - np.repeat(np.cumsum(n_tied) - n_tied, n_tied)
-    slot_f = within / np.repeat(n_tied, n_tied) if ties == "efron" else np.zeros(len(slot_k))
-    return _RiskSets(x=x[order], time=t, event=e, w=w[order], order=order, deaths=deaths,
-                     death_k=np.searchsorted(event_times, t[deaths]),
-                     first=np.searchsorted(t, event_times, side="left"), n_tied=n_tied,
-                     slot_k=slot_k, slot_f=slot_f, event_times=event_times)
-
-
-def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
-    return np.flip(np.cumsum(np.flip(a, 0), 0), 0)
-
-
-def _group_sum(k: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros((size, *values.shape[1:]))
-    np.add.at(out, k, values)
-    return out
-
-
-def _cox_evaluate(rs: _RiskSets, beta: np.ndarray, residuals: bool = False) -> dict:
-    """Weighted partial log-likelihood (Efron or Breslow ties), score and information.
-
-    At each distinct event time with d tied events, Efron's approximation removes
-    l/d of the tied events' risk (l = 0..d-1) from the risk set; every event slot is
-    weighted by the mean weight of the tied events (as R's coxph and lifelines do).
-    With `residuals`, also the per-patient score residuals (R's Efron form), whose
-    weighted sum equals the score.
-    """
-    x, w, deaths, k, sk, f = rs.x, rs.w, rs.deaths, rs.death_k, rs.slot_k, rs.slot_f
-    n_k = len(rs.event_times)
-    eta = x @ beta
-    shift = eta.max()  # exp() of a shifted predictor: the ratios below are unchanged
-    r = np.exp(eta - shift)
-    wr = w * r
-    s0 = _reverse_cumsum(wr)[rs.first]
-    s1 = _reverse_cumsum(wr[:, None] * x)[rs.first]
-    xx = x[:, :, None] * x[:, None, :]
-    s2 = _reverse_cumsum(wr[:, None, None] * xx)[rs.first]
-    d0 = _group_sum(k, wr[deaths], n_k)
-    d1 = _group_sum(k, wr[deaths, None] * x[deaths], n_k)
-    d2 = _group_sum(k, wr[deaths, None, None] * xx[deaths], n_k)
-    wbar = _group_sum(k, w[deaths], n_k) / rs.n_tied
-    den = s0[sk] - f * d0[sk]
-    xbar = (s1[sk] - f[:, None] * d1[sk]) / den[:, None]
-    second = (s2[sk] - f[:, None, None] * d2[sk]) / den[:, None, None]
-    ws = wbar[sk]
-    out = {
-        "loglik": float(np.sum(w[deaths] * eta[deaths]) - np.sum(ws * (np.log(den) + shift))),
-        "score": (w[deaths, None] * x[deaths]).sum(0) - (ws[:, None] * xbar).sum(0),
-        "information": np.einsum("s,sij->ij", ws, second - xbar[:, :, None] * xbar[:, None, :]),
-    }
-    if residuals:
-        out["residuals"] = _score_residuals(rs, r, den, xbar, ws)
-    return out
-
-
-def _score_residuals(rs: _RiskSets, r, den, xbar, ws) -> np.ndarray:
-    """Per-patient score residuals U_i (unweighted; sum_i w_i U_i is the score).
-
-    U_i = event part - compensator. The event part of a death is x_i minus the mean of
-    the Efron risk-set means at its time; the compensator sums, over event times up to
-    t_i, r_i * wbar / den * (x_i - xbar), where a patient who dies at that time counts
-    only with its Efron share (1 - l/d) of the risk.
-    """
-    x, deaths, k, sk, f = rs.x, rs.deaths, rs.death_k, rs.slot_k, rs.slot_f
-    n_k = len(rs.event_times)
-    a = ws / den
-    b = a[:, None] * xbar
-    cum_a = np.cumsum(_group_sum(sk, a, n_k))
-    cum_b = np.cumsum(_group_sum(sk, b, n_k), axis=0)
-    tie_a = _group_sum(sk, f * a, n_k)
-    tie_b = _group_sum(sk, f[:, None] * b, n_k)
-    last = np.searchsorted(rs.event_times, rs.time, side="right") - 1
-    seen = last >= 0
-    comp = np.zeros_like(x)
-    comp[seen] = r[seen, None] * (x[seen] * cum_a[last[seen], None] - cum_b[last[seen]])
-    comp[deaths] -= r[deaths, None] * (x[deaths] * tie_a[k, None] - tie_b[k])
-    mean_xbar = _group_sum(sk, xbar, n_k) / rs.n_tied[:, None]
-    resid = -comp
-    resid[deaths] += x[deaths] - mean_xbar[k]
-    out = np.empty_like(resid)
-    out[rs.order] = resid
-    return out
-
-
 def _as_design(x, names) -> tuple[np.ndarray, tuple[str, ...]]:
     if isinstance(x, pd.DataFrame):
         return x.to_numpy(dtype=float), tuple(map(str, x.columns))
@@ -629,50 +522,32 @@ def fit_cox(time, event, x, weights=None, ties: str = "efron", names=None,
     also re-fits the propensity model. Raises `CausalInputError` when the likelihood
     has no finite maximum (e.g. a group without events).
     """
-    if ties not in ("efron", "breslow"):
-        raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     x, names = _as_design(x, names)
     time = np.asarray(time, dtype=float)
     event = np.asarray(event).astype(bool)
     w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
     if not (np.all(np.isfinite(w)) and np.all(w >= 0)):
         raise CausalInputError("Cox weights must be finite and >= 0")
-    if not event.any():
+    if not np.any(event & (w > 0)):
         raise CausalInputError("no events: a Cox model cannot be fitted")
-    rs = _risk_sets(time, event, x, w, ties)
-    beta = np.zeros(x.shape[1])
-    cur = _cox_evaluate(rs, beta)
-    iterations = 0
-    while iterations < max_iter:
-        iterations += 1
-        try:
-            step = np.linalg.solve(cur["information"], cur["score"])
-        except np.linalg.LinAlgError:
-            if iterations == 1:  # singular at the start: the design itself is degenerate
-                raise CausalInputError(f"the Cox design is singular (terms: {', '.join(names)}); a "
-                                       "term is constant or collinear with others") from None
-            step = np.full_like(beta, np.inf)  # the information vanished on the way out: divergence
-            break
-        halvings = 0
-        new = _cox_evaluate(rs, beta + step)
-        while new["loglik"] < cur["loglik"] - 1e-12 and halvings < 30:
-            step, halvings = step / 2, halvings + 1
-            new = _cox_evaluate(rs, beta + step)
-        beta, cur = beta + step, new
-        if np.max(np.abs(step)) < tol:
-            break
-    if np.max(np.abs(step)) >= 1e-6 or np.max(np.abs(beta)) > 20:
+    rs = coxph.risk_sets(time, event, x, w, ties)
+    result = coxph.newton_raphson(rs, max_iter=max_iter, tol=tol)
+    if result.singular_start:
+        raise CausalInputError(f"the Cox design is singular (terms: {', '.join(names)}); a "
+                               "term is constant or collinear with others")
+    beta = result.coef
+    if result.status != "converged" or np.max(np.abs(beta)) > 20:
         raise CausalInputError(
             f"the Cox model did not converge (terms: {', '.join(names)}; log-HR {np.round(beta, 2)}):"
             " the likelihood has no finite maximum, e.g. a group without events")
-    final = _cox_evaluate(rs, beta, residuals=True)
-    inv = np.linalg.inv(final["information"])
-    wu = final["residuals"] * w[:, None]
+    final = coxph.evaluate(rs, beta, residuals=True)
+    inv = np.linalg.inv(final.information)
+    wu = final.residuals * w[:, None]
     robust = inv @ (wu.T @ wu) @ inv
     return CoxFit(names=names, coef=beta, se_model=np.sqrt(np.diag(inv)),
                   se_robust=np.sqrt(np.diag(robust)), covariance_robust=robust,
-                  loglik=final["loglik"], n=len(time), events=int(event.sum()),
-                  iterations=iterations, ties=ties)
+                  loglik=final.loglik, n=len(time), events=int(event.sum()),
+                  iterations=result.iterations, ties=ties)
 
 
 @dataclass(frozen=True)
@@ -699,11 +574,13 @@ def robust_logrank(time, event, treated, weights=None) -> ScoreTest:
 
     t = np.asarray(treated, dtype=float)[:, None]
     w = np.ones(len(t)) if weights is None else np.asarray(weights, dtype=float)
-    rs = _risk_sets(np.asarray(time, float), np.asarray(event).astype(bool), t, w, "breslow")
-    at_zero = _cox_evaluate(rs, np.zeros(1), residuals=True)
-    u = float(at_zero["score"][0])
-    var = float(np.sum((w * at_zero["residuals"][:, 0]) ** 2))
-    stat = u**2 / var if var > 0 else np.nan
+    rs = coxph.risk_sets(np.asarray(time, float), np.asarray(event).astype(bool), t, w, "breslow")
+    stat = np.nan
+    if rs.n_events:
+        at_zero = coxph.evaluate(rs, np.zeros(1), hessian=False, residuals=True)
+        u = float(at_zero.gradient[0])
+        var = float(np.sum((w * at_zero.residuals[:, 0]) ** 2))
+        stat = u**2 / var if var > 0 else np.nan
     if not np.isfinite(stat):
         raise CausalInputError("the weighted log-rank test is undefined (no events at risk "
                                "in both groups)")
@@ -712,6 +589,10 @@ def robust_logrank(time, event, treated, weights=None) -> ScoreTest:
 
 
 # --- weighted Kaplan-Meier (fast, for the bootstrap) -----------------------------------
+
+
+def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
+    return np.flip(np.cumsum(np.flip(a, 0), 0), 0)
 
 
 def weighted_km(time, event, weights=None) -> tuple[np.ndarray, np.ndarray]:

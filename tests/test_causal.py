@@ -16,7 +16,7 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 
 from features import schema
-from ml import causal
+from ml import causal, coxph
 
 TIGHT = {"precision": 1e-12}  # let lifelines' Newton steps run to the exact MLE
 
@@ -94,9 +94,8 @@ def test_dfbeta_is_the_derivative_of_the_estimate_in_each_weight(ties):
     x = data[["a", "b"]].to_numpy()
     time, event = data["T"].to_numpy(), data["E"].to_numpy().astype(bool)
     fit = causal.fit_cox(time, event, x, w, ties=ties)
-    rs = causal._risk_sets(time, event, x, w, ties)
-    ev = causal._cox_evaluate(rs, fit.coef, residuals=True)
-    influence = ev["residuals"] @ np.linalg.inv(ev["information"])
+    ev = coxph.evaluate(coxph.risk_sets(time, event, x, w, ties), fit.coef, residuals=True)
+    influence = ev.residuals @ np.linalg.inv(ev.information)
     tied_deaths = np.flatnonzero(event & pd.Series(time).duplicated(keep=False).to_numpy())
     eps = 1e-6
     for i in [*tied_deaths[:4], *np.flatnonzero(~event)[:2]]:
@@ -111,10 +110,10 @@ def test_weighted_score_residuals_sum_to_zero_at_the_estimate(ties):
     data, w = _survival_data(250, seed=5, tied=True)
     x = data[["a", "b", "c"]].to_numpy()
     fit = causal.fit_cox(data["T"], data["E"], x, w, ties=ties)
-    rs = causal._risk_sets(data["T"].to_numpy(), data["E"].to_numpy().astype(bool), x, w, ties)
-    ev = causal._cox_evaluate(rs, fit.coef, residuals=True)
-    np.testing.assert_allclose(ev["score"], 0, atol=1e-8)
-    np.testing.assert_allclose((w[:, None] * ev["residuals"]).sum(0), ev["score"], atol=1e-8)
+    rs = coxph.risk_sets(data["T"].to_numpy(), data["E"].to_numpy().astype(bool), x, w, ties)
+    ev = coxph.evaluate(rs, fit.coef, residuals=True)
+    np.testing.assert_allclose(ev.gradient, 0, atol=1e-8)
+    np.testing.assert_allclose((w[:, None] * ev.residuals).sum(0), ev.gradient, atol=1e-8)
 
 
 def test_breslow_frequency_weights_equal_replicated_rows():

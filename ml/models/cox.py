@@ -1,86 +1,20 @@
 """Weighted Cox models: `CoxPH` (Newton-Raphson, tiny ridge) and `Coxnet` (elastic net).
 
 scikit-survival's CoxPHSurvivalAnalysis ignores sample weights and its Coxnet has none,
-so the weighted partial likelihood is implemented here (numpy). With case weights w,
-ties handled by Efron's method (or Breslow's):
-
-    log PL(b) = sum_j [ sum_{i in D_j} w_i eta_i
-                        - wbar_j sum_{l<d_j} log( S0(R_j) - l/d_j S0(D_j) ) ]
-
-with D_j the d_j events at the j-th event time, R_j its risk set, S0(A) = sum_A w e^eta
-and wbar_j the mean weight of D_j (R's `coxph` convention). Both models minimise
-`-log PL / sum(w) + penalty`, the scale of glmnet and scikit-survival's Coxnet, so
-multiplying every weight by a constant changes nothing, and a zero weight is the same
-as removing the row. The gradient and information matrix are exact and cost
-O(n p^2) per iteration (risk-set sums by reverse cumulative sums).
+so both models sit on the weighted partial likelihood of `ml.coxph` (Efron or Breslow
+ties, R's `coxph` weighting). Both minimise `-log PL / sum(w) + penalty`, the scale of
+glmnet and scikit-survival's Coxnet, so multiplying every weight by a constant changes
+nothing, and a zero weight is the same as removing the row.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
+from ml import coxph
 from ml.models.base import BreslowMixin, SurvivalEstimator, SurvivalInputError, as_target, check_weights
-
-
-@dataclass
-class _CoxData:
-    """Rows sorted by time, with the event-time groups precomputed once per fit."""
-
-    x: np.ndarray
-    time: np.ndarray
-    w: np.ndarray
-    ev: np.ndarray          # indices (into sorted rows) of weighted events, in time order
-    group: np.ndarray       # event-time group of each of those events
-    first: np.ndarray       # first sorted row at risk at each event time
-    starts: np.ndarray      # start of each group within `ev`
-    uniq: np.ndarray        # unique event times
-    c: np.ndarray           # Efron fraction l/d_j per event row (0 for Breslow)
-    wbar: np.ndarray        # mean event weight of the row's group
-    total_weight: float
-
-
-def _prepare(x: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray, ties: str) -> _CoxData:
-    order = np.argsort(time, kind="stable")
-    x, time, event, w = x[order], time[order], event[order], w[order]
-    ev = np.flatnonzero(event & (w > 0))
-    if len(ev) == 0:
-        raise SurvivalInputError("no events with a positive weight: the Cox model cannot be fitted")
-    uniq, starts, counts = np.unique(time[ev], return_index=True, return_counts=True)
-    group = np.repeat(np.arange(len(uniq)), counts)
-    wbar = (np.add.reduceat(w[ev], starts) / counts)[group]
-    within = np.arange(len(ev)) - starts[group]
-    c = within / counts[group] if ties == "efron" else np.zeros(len(ev))
-    first = np.searchsorted(time, uniq, side="left")
-    return _CoxData(x=x, time=time, w=w, ev=ev, group=group, first=first, starts=starts, uniq=uniq,
-                    c=c, wbar=wbar, total_weight=float(w.sum()))
-
-
-def _partial_likelihood(beta: np.ndarray, data: _CoxData, hessian: bool = True):
-    """(log PL, gradient, information = -Hessian) at beta."""
-    x, w, ev, group, c, wbar = data.x, data.w, data.ev, data.group, data.c, data.wbar
-    eta = x @ beta
-    eta = eta - eta.max()  # log PL is invariant to a shift of eta
-    v = w * np.exp(eta)
-    s0 = np.cumsum(v[::-1])[::-1][data.first]
-    s1 = np.cumsum((v[:, None] * x)[::-1], axis=0)[::-1][data.first]
-    s0d = np.add.reduceat(v[ev], data.starts)
-    s1d = np.add.reduceat(v[ev, None] * x[ev], data.starts, axis=0)
-    den = s0[group] - c * s0d[group]
-    num = s1[group] - c[:, None] * s1d[group]
-    loglik = float(np.sum(w[ev] * eta[ev]) - np.sum(wbar * np.log(den)))
-    grad = (w[ev, None] * x[ev]).sum(0) - ((wbar / den)[:, None] * num).sum(0)
-    if not hessian:
-        return loglik, grad, None
-    a = np.add.reduceat(wbar / den, data.starts)
-    b = np.add.reduceat(wbar * c / den, data.starts)
-    idx = np.searchsorted(data.uniq, data.time, side="right") - 1
-    cum_a = np.concatenate([[0.0], np.cumsum(a)])[idx + 1]
-    m = num * (np.sqrt(wbar) / den)[:, None]
-    info = (x.T * (v * cum_a)) @ x - (x[ev].T * (v[ev] * b[group])) @ x[ev] - m.T @ m
-    return loglik, grad, info
 
 
 class SeparationWarning(RuntimeWarning):
@@ -103,13 +37,13 @@ def _warn_separation(beta: np.ndarray, est) -> None:
 class _CoxBase(BreslowMixin, SurvivalEstimator):
     """Shared by CoxPH and Coxnet: data preparation, baseline, prediction."""
 
-    def _prepare(self, X, y, sample_weight) -> tuple[_CoxData, np.ndarray, np.ndarray, np.ndarray]:
-        if self.ties not in ("efron", "breslow"):
-            raise ValueError(f"ties must be 'efron' or 'breslow', got {self.ties!r}")
+    def _prepare(self, X, y, sample_weight) -> tuple[coxph.RiskSets, np.ndarray, np.ndarray, np.ndarray]:
         x = self._as_matrix(X, fitting=True)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
-        return _prepare(x, time, event, w, self.ties), x, time, event
+        if not np.any(event & (w > 0)):
+            raise SurvivalInputError("no events with a positive weight: the Cox model cannot be fitted")
+        return coxph.risk_sets(x=x, time=time, event=event, w=w, ties=self.ties), x, time, event
 
     def _as_matrix(self, X, fitting: bool = False) -> np.ndarray:
         if fitting:
@@ -152,32 +86,9 @@ class CoxPH(_CoxBase):
 
     def fit(self, X, y, sample_weight=None):
         data, x, time, event = self._prepare(X, y, sample_weight)
-        beta = np.zeros(x.shape[1])
-        scale = data.total_weight
-
-        def objective(b):
-            ll, g, h = _partial_likelihood(b, data)
-            return -ll / scale + 0.5 * self.alpha * b @ b, -g / scale + self.alpha * b, h / scale
-
-        f, g, h = objective(beta)
-        self.n_iter_ = 0
-        for iteration in range(1, self.max_iter + 1):
-            self.n_iter_ = iteration
-            eye = np.eye(len(beta)) * max(self.alpha, 1e-12)
-            try:
-                step = np.linalg.solve(h + eye, -g)
-            except np.linalg.LinAlgError:
-                step = np.linalg.lstsq(h + eye, -g, rcond=None)[0]
-            t = 1.0
-            for _ in range(40):
-                f_new, g_new, h_new = objective(beta + t * step)
-                if np.isfinite(f_new) and f_new <= f + 1e-12:
-                    break
-                t /= 2
-            beta, f_old, f, g, h = beta + t * step, f, f_new, g_new, h_new
-            if np.max(np.abs(t * step)) < self.tol or f_old - f < 1e-12 * max(1.0, abs(f)):
-                break
-        else:
+        result = coxph.newton_raphson(data, ridge=self.alpha, max_iter=self.max_iter, tol=self.tol)
+        beta, self.n_iter_ = result.coef, result.iterations
+        if result.status == "max_iter":
             warnings.warn(f"CoxPH did not converge in {self.max_iter} iterations", RuntimeWarning,
                           stacklevel=2)
         _warn_separation(beta, self)
@@ -217,8 +128,9 @@ class Coxnet(_CoxBase):
         beta = np.zeros(x.shape[1])
 
         def smooth(b, hessian=True):
-            ll, g, h = _partial_likelihood(b, data, hessian)
-            return -ll / scale, -g / scale, None if h is None else h / scale
+            pl = coxph.evaluate(data, b, hessian)
+            h = pl.information
+            return -pl.loglik / scale, -pl.gradient / scale, None if h is None else h / scale
 
         f, g, h = smooth(beta)
         self.n_iter_ = 0
