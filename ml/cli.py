@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -30,6 +30,18 @@ app.add_typer(cohort_app, name="cohort")
 console = Console()
 err_console = Console(stderr=True)
 BAD_INPUT = 2
+
+# Options naming any survival table, shared by the commands that take one.
+DataOpt = Annotated[Path | None, typer.Option(
+    "--data", help="Any survival table (.csv/.parquet) instead; needs --time and --event.")]
+TimeOpt = Annotated[str | None, typer.Option("--time", help="Time column of --data.")]
+EventOpt = Annotated[str | None, typer.Option("--event", help="Event column of --data (0/1).")]
+TreatmentOpt = Annotated[str | None, typer.Option(
+    "--treatment", help="Treatment column of --data (enables iptw_cox).")]
+TreatedOpt = Annotated[str | None, typer.Option(
+    "--treated", help="Value of --treatment marking the treated group.")]
+DropOpt = Annotated[str | None, typer.Option(
+    "--drop", help="Comma-separated columns of --data that are not features.")]
 
 
 def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
@@ -248,13 +260,12 @@ def tune_command(
 def benchmark(
     dataset: str = typer.Option(None, "--dataset", help="twin | veterans | gbsg2 | whas500 | aids | flchain "
                                 "[default: the experiment's, twin]."),
-    data: Path = typer.Option(None, "--data", help="Any survival table (.csv/.parquet) instead; needs "
-                              "--time and --event."),
-    time: str = typer.Option(None, "--time", help="Time column of --data."),
-    event: str = typer.Option(None, "--event", help="Event column of --data (0/1)."),
-    treatment: str = typer.Option(None, "--treatment", help="Treatment column of --data (enables iptw_cox)."),
-    treated: str = typer.Option(None, "--treated", help="Value of --treatment marking the treated group."),
-    drop: str = typer.Option(None, "--drop", help="Comma-separated columns of --data that are not features."),
+    data: DataOpt = None,
+    time: TimeOpt = None,
+    event: EventOpt = None,
+    treatment: TreatmentOpt = None,
+    treated: TreatedOpt = None,
+    drop: DropOpt = None,
     endpoint: str = typer.Option(None, "--endpoint", help="Twin endpoint: pfs | os."),
     models: str = typer.Option(None, "--models", help="Comma-separated models [default: all]: cox, "
                                "iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
@@ -333,13 +344,12 @@ def benchmark(
 def explain_command(
     dataset: str = typer.Option("twin", "--dataset",
                                 help="twin | veterans | gbsg2 | whas500 | aids | flchain."),
-    data: Path = typer.Option(None, "--data", help="Any survival table (.csv/.parquet) instead; needs "
-                              "--time and --event."),
-    time: str = typer.Option(None, "--time", help="Time column of --data."),
-    event: str = typer.Option(None, "--event", help="Event column of --data (0/1)."),
-    treatment: str = typer.Option(None, "--treatment", help="Treatment column of --data (enables iptw_cox)."),
-    treated: str = typer.Option(None, "--treated", help="Value of --treatment marking the treated group."),
-    drop: str = typer.Option(None, "--drop", help="Comma-separated columns of --data that are not features."),
+    data: DataOpt = None,
+    time: TimeOpt = None,
+    event: EventOpt = None,
+    treatment: TreatmentOpt = None,
+    treated: TreatedOpt = None,
+    drop: DropOpt = None,
     models: str = typer.Option(None, "--models", help="Comma-separated models [default: all that apply]: "
                                "cox, iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
     horizon: float = typer.Option(12.0, "--horizon", min=0.0, help="Also explain S(horizon) (months on "
