@@ -175,12 +175,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        raise ValueError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(names)})")
-    missing = [k for k in names if k not in raw]
-    if missing:
-        raise ValueError(f"{where}: missing key '{missing[0]}'")
+    _check_keys(raw, tuple(names), where)
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], raw[name], f"{where}: {name}") for name in names}
     return cls(**values)
