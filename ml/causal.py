@@ -226,21 +226,25 @@ def fit_propensity(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = 
 
 
 def iptw_weights(propensity: np.ndarray, treated: np.ndarray, estimand: str = "ate",
-                 stabilized: bool = True, truncate: tuple[float, float] | None = None
-                 ) -> np.ndarray:
+                 stabilized: bool = True, truncate: tuple[float, float] | None = None,
+                 *, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Inverse probability of treatment weights.
 
     estimand: "ate" (1/e, 1/(1-e)), "att" (1, e/(1-e)) or "overlap" (1-e, e).
     stabilized: multiply ATE weights by the marginal P(group), so they average ~1 per group
         (ATT and overlap weights are left as they are).
     truncate: (low, high) percentiles at which the weights are capped, e.g. (1, 99).
+    sample_weight: prior row weights (e.g. a resampling's); the marginal P(treated) and the
+        truncation percentiles are taken over the weighted rows, a zero weight being a row
+        that is not there. The result is the IPTW factor only, to multiply them by.
     """
     e = np.asarray(propensity, dtype=float)
     t = np.asarray(treated, dtype=bool)
+    prior = np.ones(len(t)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     if estimand == "ate":
         w = np.where(t, 1 / e, 1 / (1 - e))
         if stabilized:
-            p = t.mean()
+            p = np.average(t, weights=prior)
             w = w * np.where(t, p, 1 - p)
     elif estimand == "att":
         w = np.where(t, 1.0, e / (1 - e))  # already on the treated group's scale
@@ -249,7 +253,7 @@ def iptw_weights(propensity: np.ndarray, treated: np.ndarray, estimand: str = "a
     else:
         raise ValueError(f"unknown estimand '{estimand}', expected ate, att or overlap")
     if truncate is not None:
-        lo, hi = np.percentile(w, truncate)
+        lo, hi = np.percentile(w[prior > 0], truncate)
         w = np.clip(w, lo, hi)
     return w
 

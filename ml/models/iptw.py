@@ -73,15 +73,8 @@ class IPTWCox(SurvivalEstimator):
         e = np.clip(e, 1e-3, 1 - 1e-3)
         self.propensity_model_ = propensity
         self.confounder_columns_ = confounders
-        iptw = causal.iptw_weights(e, treated, estimand=self.estimand, stabilized=False)
-        if self.stabilized and self.estimand == "ate":
-            # the marginal P(treated) among the weighted rows (a zero weight = a row not there)
-            p = np.average(treated, weights=w)
-            iptw = iptw * np.where(treated, p, 1 - p)
-        if self.truncate is not None:
-            lo, hi = np.percentile(iptw[w > 0], self.truncate)
-            iptw = np.clip(iptw, lo, hi)
-        self.iptw_ = iptw
+        self.iptw_ = causal.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
+                                         truncate=self.truncate, sample_weight=w)
         self.model_ = CoxPH(alpha=self.alpha, ties=self.ties).fit(X, y, sample_weight=self.iptw_ * w)
         self.coef_ = self.model_.coef_
         self.unique_times_ = self.model_.unique_times_
