@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from features import datasets
-from ml import benchmark as bench
-from ml import evaluate, models
+from ml import models
+from ml.evaluation import evaluate
+from ml.workflows import benchmark as bench
 
 OUT = Path("out/benchmark_targets")
 

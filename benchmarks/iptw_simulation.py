@@ -38,7 +38,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features import twin  # noqa: E402
-from ml import analysis, causal  # noqa: E402
+from ml import causal  # noqa: E402
+from ml.workflows import analysis
 
 Z95 = 1.959963984540054
 

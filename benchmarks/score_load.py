@@ -92,7 +92,7 @@ async def _load(url: str, clients: int, duration: float) -> tuple[list[float], l
 def http_load(train: datasets.SurvivalData, family: str, clients: int, duration: float) -> dict:
     import httpx
 
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")

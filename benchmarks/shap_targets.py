@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from features import twin
-from ml import explain as E
 from ml import models
+from ml.explain import explainers as E
 
 MODELS = ("cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
 AGNOSTIC_ROWS = 20

@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 
 from features import datasets
-from ml import tune
+from ml.workflows import tune
 
 DATA = {
     "twin101": lambda: datasets.twin(n=101),

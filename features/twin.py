@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments/cohorts/default.yaml"
+from experiments import default_path
+
+DEFAULT_CONFIG_PATH = default_path("cohorts/default.yaml")
 
 TREATMENT_TERM = "treatment[CIA]"
 COVARIATE_TERMS: tuple[str, ...] = (

@@ -13,8 +13,10 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from typer.testing import CliRunner
 
 from features import io, schema, twin
-from ml import analysis, causal, plots
 from ml.cli import app
+from ml.reporting import analysis_plots as plots
+from ml.stats import causal
+from ml.workflows import analysis
 
 FAST = {"bootstrap": 30}
 

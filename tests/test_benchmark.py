@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ml import benchmark as B
 from ml.cli import app
+from ml.workflows import benchmark as B
 
 FAST = {"gbsa": {"n_estimators": 20}, "rsf": {"n_estimators": 10}, "xgb_cox": {"n_estimators": 20},
         "xgb_aft": {"n_estimators": 20}}
@@ -101,7 +101,7 @@ def test_cli_end_to_end_with_mlflow(mlflow_store):
 def test_failed_run_is_marked_failed(mlflow_store):
     import mlflow
 
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     with pytest.raises(RuntimeError), tracking.run("benchmark", "boom"):
         raise RuntimeError("model crashed")

@@ -16,7 +16,7 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 
 from features import schema
-from ml import causal, coxph
+from ml.stats import causal, coxph
 
 TIGHT = {"precision": 1e-12}  # let lifelines' Newton steps run to the exact MLE
 

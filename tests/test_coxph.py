@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
-from ml import coxph
+from ml.stats import coxph
 
 
 def _tied_data(n: int = 80, p: int = 3, seed: int = 0):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ml import evaluate as E
+from ml.evaluation import evaluate as E
 
 
 def _y(time, event):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.pipeline import FeatureSpec, cohort_spec
-from ml import explain as E
+from ml.explain import explainers as E
 
 # ------------------------------------------------------------------ a small problem (6 features)
 
@@ -369,7 +369,7 @@ def test_plots_draw_on_an_axis_or_return_a_figure(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ml import explain_plots as P
+    from ml.reporting import explain_plots as P
 
     expl, spec = _toy_explanation()
     for draw in (P.plot_beeswarm, P.plot_bar):
@@ -395,8 +395,8 @@ def test_plots_draw_on_an_axis_or_return_a_figure(tmp_path):
 def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_store):
     from typer.testing import CliRunner
 
-    from ml import tracking
     from ml.cli import app
+    from ml.tracking import mlflow_io as tracking
 
     out = mlflow_store / "explain"
     result = CliRunner().invoke(app, ["explain", "--models", "cox,rsf", "--n", "150", "--seed", "4",

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from features import datasets
-from ml import score, serve
+from ml.serving import app as serve
+from ml.serving import scorer as score
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features import datasets, schema
-from ml import explain, score
 from ml.cli import app
+from ml.explain import explainers as explain
+from ml.serving import scorer as score
 
 FAMILIES = ("cox", "coxnet", "iptw_cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
 SMALL = {"rsf": {"n_estimators": 40}, "gbsa": {"n_estimators": 60}, "xgb_cox": {"n_estimators": 60},
@@ -32,7 +33,7 @@ def scorers(data):
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory, data):
     """The survival pyfunc of a cox scorer, saved to a directory (no tracking store)."""
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     root = tmp_path_factory.mktemp("model")
     with pytest.MonkeyPatch.context() as mp:
@@ -265,7 +266,7 @@ def test_outcome_columns_of_a_cohort_table_are_ignored(twin_small):
 
 def test_pyfunc_registry_and_default_model(mlflow_store, data):
     """Registered pyfunc == in-process numbers; `resolve_scorer()` registers a default once."""
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     scorer = score.fit_scorer("xgb_cox", data, n_estimators=60)
     reg = tracking.register_survival_model(scorer, "rechallenge-pfs-xgb_cox")

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import datasets, schema
-from ml import score, serve
+from ml.serving import app as serve
+from ml.serving import scorer as score
 
 
 def patient(**changes):
@@ -26,7 +27,7 @@ def scorer():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, scorer):
     """The survival pyfunc saved to a directory: the service loads it like any model URI."""
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     root = tmp_path_factory.mktemp("served")
     with pytest.MonkeyPatch.context() as mp:

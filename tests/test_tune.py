@@ -9,7 +9,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from ml import models, tune
+from ml import models
+from ml.workflows import tune
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FAMILIES = ("rsf", "gbsa", "xgb_cox", "xgb_aft", "coxnet")
@@ -200,7 +201,7 @@ def test_nested_cv_has_one_study_per_outer_fold_plus_the_final_one(tmp_path, dat
 def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
     from sklearn.dummy import DummyRegressor
 
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     with tracking.run("tune", "models"):
         uri = tracking.log_model(DummyRegressor().fit([[0.0], [1.0]], [0.0, 1.0]))
@@ -226,7 +227,7 @@ def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
 def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_store, data):
     import mlflow
 
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     cfg = tune.TuneConfig(model="coxnet", n_trials=3, outer_folds=2, inner_folds=2, seed=1,
                           storage=str(mlflow_store / "j.log"), pruner_startup_trials=2)
@@ -273,7 +274,7 @@ def test_cli_bad_input_is_one_clear_line_and_exit_2(mlflow_store, args, message)
 
 
 def test_benchmark_rows_of_tuned_models_use_the_champion_params():
-    from ml import benchmark
+    from ml.workflows import benchmark
 
     cfg = benchmark.BenchmarkConfig(models=["cox", "rsf"], model_params={"rsf": {"n_estimators": 50}},
                                     tuned_params={"rsf": {"n_estimators": 300, "max_depth": 5}})

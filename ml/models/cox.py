@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 
-from ml import coxph
 from ml.models.base import BreslowMixin, SurvivalEstimator, SurvivalInputError, as_target, check_weights
+from ml.stats import coxph
 
 
 class SeparationWarning(RuntimeWarning):

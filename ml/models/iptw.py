@@ -57,7 +57,7 @@ class IPTWCox(SurvivalEstimator):
         return columns, others
 
     def fit(self, X, y, sample_weight=None):
-        from ml import causal
+        from ml.stats import causal
 
         _, confounders = self._columns(X)
         treated = X[self.treatment].to_numpy(dtype=float) > 0.5

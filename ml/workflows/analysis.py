@@ -34,10 +34,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from experiments import default_path
 from features import schema
-from ml import causal
+from ml.stats import causal
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments/paper.yaml"
+DEFAULT_CONFIG_PATH = default_path("paper.yaml")
 ENDPOINT_NAMES = {"pfs": "PFS", "os": "OS"}
 GROUPS = ("all", schema.TREATED, schema.CONTROL)
 

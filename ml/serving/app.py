@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from pathlib import Path
+from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -27,13 +27,13 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features import schema
-from ml import score
+from ml.serving import scorer as score
 
 log = logging.getLogger("rechallenge.serve")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_PATIENTS = 1_000
-PAGE = "serve_page.html"
+PAGE = "page.html"
 _BODY_TAGS = ("patient", "batch")
 
 
@@ -184,7 +184,7 @@ class BodySizeLimit:
 
 
 def _page() -> str:
-    html = (Path(__file__).parent / PAGE).read_text(encoding="utf-8")
+    html = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
     return html.replace("/*__FORM_FIELDS__*/[]", json.dumps(form_fields()))
 
 
@@ -249,7 +249,7 @@ def create_app(model_uri: str | None = None, *, scorer: score.SurvivalScorer | N
 
 def load(model_uri: str) -> tuple[score.SurvivalScorer, list[str]]:
     """The scorer behind a model URI or path (ValueError if there is none)."""
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     return score.scorer_from(tracking.load_survival_model(model_uri))
 

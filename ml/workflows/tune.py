@@ -47,7 +47,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sklearn.base import clone
 
-SEARCH_SPACE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "search_spaces"
+from experiments import default_path
+
+SEARCH_SPACE_DIR = default_path("search_spaces")
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 SQLITE_TIMEOUT_S = 60
 HEARTBEAT_S = 60
@@ -253,7 +255,7 @@ def score(model: Any, X_test: pd.DataFrame, y_train: np.ndarray, y_test: np.ndar
     Without `curves` the survival-curve metrics (IBS, Brier) are skipped: cheaper when
     the objective is a C-index.
     """
-    from ml import evaluate
+    from ml.evaluation import evaluate
 
     surv = model.predict_survival_function(X_test, return_array=True) if curves else None
     fs = evaluate.score_fold(y_train, y_test, model.predict(X_test), horizons=scoring.horizons,
@@ -264,7 +266,7 @@ def score(model: Any, X_test: pd.DataFrame, y_train: np.ndarray, y_test: np.ndar
 
 def splits(y: np.ndarray, n_splits: int, random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """K folds stratified on the event indicator (ml.evaluate.make_folds, one repeat)."""
-    from ml import evaluate
+    from ml.evaluation import evaluate
 
     try:
         return [(f.train, f.test) for f in evaluate.make_folds(y, n_splits, 1, random_state)]
@@ -587,7 +589,7 @@ def _best_params(storage: optuna.storages.BaseStorage, name: str) -> dict[str, A
 
 def summarise_outer(outer: pd.DataFrame) -> pd.DataFrame:
     """Mean and corrected-t 95% CI per variant and metric, and of the paired tuned-default gap."""
-    from ml.evaluate import corrected_t_ci
+    from ml.evaluation.evaluate import corrected_t_ci
 
     n_train, n_test = int(outer["n_train"].mean()), int(outer["n_test"].mean())
     wide = outer.pivot(index="fold", columns="variant", values=list(OBJECTIVES))
@@ -668,7 +670,7 @@ def run_and_log(data: Any, config: TuneConfig, *, registered_name: str, label: s
                 experiment: str = "tune") -> tuple[TuneResult, Registration]:
     """Tune inside one MLflow parent run; log every trial of this invocation as a nested run,
     register the refitted model and move alias `champion` if it beats the old one."""
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     prepare(config, data.spec)  # bad input fails before any run is opened
     tags = {"model": config.model, "objective": config.objective, "data": data.name}
@@ -707,7 +709,8 @@ def _log_final_model(model: Any, data: Any, config: TuneConfig) -> str:
     and `serve` like the default model. Other tables (e.g. GBSG2) lack the patient contract
     and keep the sklearn flavour.
     """
-    from ml import score, tracking
+    from ml.serving import scorer as score
+    from ml.tracking import mlflow_io as tracking
 
     if set(score.SCORE_FEATURES) <= set(data.X.columns):
         scorer = score.SurvivalScorer(model, model_name=config.model,
@@ -747,7 +750,7 @@ def champion_params(label: str, families: Sequence[str]) -> tuple[dict[str, dict
     params were tuned on all rows of the data, so a benchmark row refitting them on the
     benchmark's folds is optimistic: the honest figure is the tune run's outer estimate.
     """
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     found, missing = {}, []
     for family in families:

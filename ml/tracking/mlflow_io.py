@@ -292,7 +292,7 @@ def survival_signature() -> Any:
     from mlflow.types.schema import AnyType
 
     from features import schema
-    from ml import score
+    from ml.serving import scorer as score
 
     inputs = [ColSpec("string", "id", required=False)]
     inputs += [ColSpec(AnyType() if c in schema.NUMERIC_RANGES else "string", c)
@@ -307,8 +307,8 @@ def _survival_model_kwargs(scorer: Any, tmp: str, input_example: pd.DataFrame | 
     plain pickle cannot store)."""
     import cloudpickle
 
-    from ml import score
-    from ml.survival_pyfunc import SCORER_ARTIFACT, SurvivalPyfunc
+    from ml.serving import scorer as score
+    from ml.tracking.pyfunc import SCORER_ARTIFACT, SurvivalPyfunc
 
     if input_example is None:
         input_example = pd.DataFrame([score.EXAMPLE_PATIENT])

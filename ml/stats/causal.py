@@ -18,7 +18,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
 from features import schema
-from ml import coxph
+from ml.stats import coxph
 
 
 def _weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:

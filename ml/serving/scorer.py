@@ -630,7 +630,7 @@ class _RiskExplainer:
 
     def __init__(self, pipeline: Any, background: pd.DataFrame, background_raw: pd.DataFrame,
                  random_state: int | None = 0):
-        from ml import explain
+        from ml.explain import explainers as explain
 
         self.pipeline = pipeline
         self.background = background
@@ -658,7 +658,7 @@ class _RiskExplainer:
         if self._explainer is None:
             import shap
 
-            from ml import explain
+            from ml.explain import explainers as explain
 
             model = explain.tree_ensemble_dict(self.inner, explain.RISK)
             self._explainer = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")
@@ -681,7 +681,7 @@ class _RiskExplainer:
             dm = xgboost.DMatrix(Xt.to_numpy(np.float32), feature_names=list(Xt.columns), nthread=1)
             contributions = np.asarray(self.inner.predict(dm, pred_contribs=True), dtype=np.float64)
             return self.sign * contributions[:, :-1]
-        from ml import explain
+        from ml.explain import explainers as explain
 
         expl = explain.explain(self.pipeline, raw, background=self.background_raw,
                                random_state=self.random_state)
@@ -897,7 +897,7 @@ def _fast_preprocessor(pipeline: Any, features: pd.DataFrame) -> _FastPreprocess
 def _feature_groups(columns: Sequence[str], raw: pd.DataFrame) -> pd.DataFrame:
     """0/1 matrix (transformed column x original feature): sums one-hot SHAP back."""
     from features.pipeline import original_feature
-    from ml.explain import infer_feature_spec
+    from ml.explain.explainers import infer_feature_spec
 
     spec = infer_feature_spec(raw, columns)
     origin = [original_feature(c, spec) for c in columns]
@@ -950,7 +950,7 @@ def resolve_scorer(model_uri: str | None = None) -> tuple[SurvivalScorer, str, l
     cox model is fitted on the study-sized twin cohort and registered there as the
     champion, and a note says so. Raises ValueError when the URI holds nothing usable.
     """
-    from ml import tracking
+    from ml.tracking import mlflow_io as tracking
 
     if model_uri:
         scorer, notes = scorer_from(tracking.load_survival_model(model_uri))

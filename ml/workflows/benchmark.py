@@ -27,10 +27,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from experiments import default_path
 from features import datasets
-from ml import evaluate, models
+from ml import models
+from ml.evaluation import evaluate
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.yaml"
+DEFAULT_CONFIG = default_path("benchmark.yaml")
 BASELINE, ORACLE = "cox", "oracle"
 CI_METHOD = ("95 % CI across the repeats x folds resamples by the Nadeau-Bengio corrected "
              "resampled t (variance x (1/J + n_test/n_train), t with J-1 df); the paired "
@@ -354,7 +356,8 @@ def mlflow_params(config: BenchmarkConfig, data: datasets.SurvivalData) -> dict[
 def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures: dict[str, Any],
                   files: list[Path] = ()) -> str:
     """One parent run (experiment 'benchmark'), one nested run per model; returns the parent id."""
-    from ml import explain, tracking
+    from ml.explain import explainers as explain
+    from ml.tracking import mlflow_io as tracking
 
     cfg = result.config
     with tracking.run("benchmark", f"benchmark {data.name}", seed=cfg.seed) as parent:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.pipeline import FeatureSpec
-from ml.explain import Explanation, feature_shap, infer_feature_spec
+from ml.explain.explainers import Explanation, feature_shap, infer_feature_spec
 
 
 def _feature_values(raw: pd.DataFrame, features: list[str], spec: FeatureSpec) -> pd.DataFrame:
