@@ -14,50 +14,27 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-ID = "id"
-TREATMENT = "treatment"
-TREATED, CONTROL = "CIA", "CI"
-PFS_TIME, PFS_EVENT = "pfs_months", "pfs_event"
-OS_TIME, OS_EVENT = "os_months", "os_event"
-OUTCOMES = (PFS_TIME, PFS_EVENT, OS_TIME, OS_EVENT)
-ENDPOINTS = {"pfs": (PFS_TIME, PFS_EVENT), "os": (OS_TIME, OS_EVENT)}
-
-YES_NO = ("no", "yes")
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "sex": ("female", "male"),
-    "smoking": ("never", "ever"),
-    "histology": ("adenocarcinoma", "squamous", "other"),
-    "pdl1": ("<1%", "1-49%", ">=50%", "unknown"),
-    "prior_response": ("SD", "CR/PR", "PD"),
-    "brain_mets": YES_NO,
-    "liver_mets": YES_NO,
-    "bone_mets": YES_NO,
-    "ici_switch": YES_NO,
-    TREATMENT: (CONTROL, TREATED),
-}
-"""Allowed labels; the first label of each is the reference level in Cox tables."""
-
-NUMERIC_RANGES: dict[str, tuple[float, float]] = {
-    "age": (18.0, 110.0),
-    "ecog": (0.0, 2.0),
-    "pfs1_months": (0.0, 600.0),
-}
-"""Closed ranges for numeric covariates (pfs1_months must also be > 0)."""
-
-COVARIATES: tuple[str, ...] = (
-    "age", "sex", "smoking", "ecog", "histology", "pdl1", "prior_response",
-    "pfs1_months", "brain_mets", "liver_mets", "bone_mets", "ici_switch",
+from features.contract import (  # noqa: F401  (re-exported: the contract's names)
+    CATEGORICAL_COVARIATES,
+    CATEGORIES,
+    COLUMNS,
+    CONTROL,
+    COVARIATES,
+    ENDPOINTS,
+    ID,
+    NUMERIC_COVARIATES,
+    NUMERIC_RANGES,
+    ORDINAL_LEVELS,
+    OS_EVENT,
+    OS_TIME,
+    OUTCOMES,
+    PFS_EVENT,
+    PFS_TIME,
+    TREATED,
+    TREATMENT,
+    YES_NO,
 )
-"""Baseline covariates; any of them may be missing (NaN) and is imputed later."""
 
-COLUMNS: tuple[str, ...] = (ID, *COVARIATES, TREATMENT, *OUTCOMES)
-"""Every column of a cohort table, in canonical order."""
-
-ORDINAL_LEVELS: dict[str, tuple[float, ...]] = {"ecog": (0.0, 1.0, 2.0)}
-"""Numeric covariates that are summarised and modelled as categories."""
-
-CATEGORICAL_COVARIATES = tuple(c for c in COVARIATES if c in CATEGORIES)
-NUMERIC_COVARIATES = tuple(c for c in COVARIATES if c in NUMERIC_RANGES)
 MAX_ROWS_SHOWN = 8
 
 
