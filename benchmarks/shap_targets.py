@@ -73,12 +73,12 @@ def recovery(seeds: int, sizes=(101, 500), config_path: Path | None = None, name
         t0 = time.perf_counter()
         checks, table = E.recovery_over_seeds(names, range(1, seeds + 1), n=n, config=config, random_state=0)
         smoking = {m: np.mean([c.features["smoking"]["direction_found"].get("ever", 0) ==
-                               np.sign(truth["smoking[ever]"]) for c in checks if c.model == m])
+                               np.sign(truth["smoking=ever"]) for c in checks if c.model == m])
                    for m in names}
         table.insert(3, "smoking_direction_ok", table["model"].map(smoking))
         cols = ["model", "draws", "recovered", "recovery_rate", "smoking_direction_ok", "smoking_ok_rate",
                 "prior_response_ok_rate", *[c for c in table.columns if c.endswith("_median_rank")]]
-        print(f"\n== recovery, {label} (true smoking log HR {truth['smoking[ever]']:+.2f}), n = {n}, "
+        print(f"\n== recovery, {label} (true smoking log HR {truth['smoking=ever']:+.2f}), n = {n}, "
               f"{seeds} draws (seeds 1..{seeds}), {time.perf_counter() - t0:.0f} s")
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 

@@ -128,8 +128,8 @@ NUMERIC_COVARIATES: tuple[str, ...] = tuple(c for c in COVARIATES if c in NUMERI
 
 def level_name(level: object) -> str:
     """How a level is written in a term: 1.0 -> "1", "ever" -> "ever"."""
-    if isinstance(level, float) and level.is_integer():
-        return str(int(level))
+    if isinstance(level, float):
+        return str(int(level)) if level.is_integer() else f"{level:g}"
     return str(level)
 
 

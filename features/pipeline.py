@@ -18,8 +18,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from features import schema
+from features.contract import TERM_SEPARATOR
 
-ONE_HOT_SEPARATOR = "="
+ONE_HOT_SEPARATOR = TERM_SEPARATOR  # one-hot columns are named like contract terms
 
 
 @dataclass(frozen=True)

@@ -33,30 +33,14 @@ import pandas as pd
 import yaml
 
 from experiments import default_path
+from features.contract import TREATED, TREATMENT, design_terms, term
 
 DEFAULT_CONFIG_PATH = default_path("cohorts/default.yaml")
 
-TREATMENT_TERM = "treatment[CIA]"
-COVARIATE_TERMS: tuple[str, ...] = (
-    "age",
-    "sex[male]",
-    "smoking[ever]",
-    "ecog[1]",
-    "ecog[2]",
-    "histology[squamous]",
-    "histology[other]",
-    "pdl1[1-49%]",
-    "pdl1[>=50%]",
-    "pdl1[unknown]",
-    "prior_response[CR/PR]",
-    "prior_response[PD]",
-    "pfs1_months",
-    "brain_mets[yes]",
-    "liver_mets[yes]",
-    "bone_mets[yes]",
-    "ici_switch[yes]",
-)
-"""Design terms (treatment coding against the first level; age in years, pfs1 in months)."""
+TREATMENT_TERM = term(TREATMENT, TREATED)
+COVARIATE_TERMS: tuple[str, ...] = design_terms()
+"""Design terms from the contract (treatment coding against the reference level; age in years,
+pfs1 in months), in the contract's column order."""
 
 HAZARD_TERMS: tuple[str, ...] = (TREATMENT_TERM, *COVARIATE_TERMS)
 NOISE_FEATURES: tuple[str, ...] = ("age", "sex", "histology", "bone_mets", "ici_switch")

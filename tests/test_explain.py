@@ -289,8 +289,8 @@ def _summary(rows):
                           "direction_by_level": lv} for i, (f, m, d, lv) in enumerate(rows)])
 
 
-TRUTH = {"treatment[CIA]": -0.6, "smoking[ever]": -0.55, "prior_response[CR/PR]": -0.7,
-         "prior_response[PD]": 0.4, "age": 0.0, "liver_mets[yes]": 0.45}
+TRUTH = {"treatment=CIA": -0.6, "smoking=ever": -0.55, "prior_response=CR/PR": -0.7,
+         "prior_response=PD": 0.4, "age": 0.0, "liver_mets=yes": 0.45}
 
 
 def test_expected_directions_are_read_from_the_truth():
@@ -312,7 +312,7 @@ def test_signal_check_passes_ranks_without_treatment_and_fails_on_rank_or_direct
            ("smoking", 0.5, -1, {"ever": -1})]
     check = E.signal_check(_summary(low), TRUTH)
     assert not check.passed and check.features["smoking"]["rank"] == 5
-    reversed_truth = {**TRUTH, "smoking[ever]": 0.55}
+    reversed_truth = {**TRUTH, "smoking=ever": 0.55}
     assert E.signal_check(_summary(wrong), reversed_truth).passed
 
 
@@ -335,7 +335,7 @@ def test_cox_recovers_the_signals_and_a_reversed_smoking_config_reverses_the_dir
     harmful = twin.load_config(Path(twin.DEFAULT_CONFIG_PATH).with_name("smoking_harmful.yaml"))
     for config, sign in ((default, -1), (harmful, 1)):
         truth = twin.true_log_hazard_ratios(config)
-        assert np.sign(truth["smoking[ever]"]) == sign
+        assert np.sign(truth["smoking=ever"]) == sign
         data = E.twin_data(n=1500, seed=3, config=config)
         [cox] = E.fit_and_explain(data, ["cox"], horizon=None)
         smoking = cox.risk_summary.set_index("feature").loc["smoking"]
@@ -405,7 +405,7 @@ def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_stor
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "shap_summary.json").read_text())
     assert set(doc["models"]) == {"cox", "rsf"} and set(doc["signal_check"]) == {"cox", "rsf"}
-    assert doc["truth"]["smoking[ever]"] < 0
+    assert doc["truth"]["smoking=ever"] < 0
     assert [r["draws"] for r in doc["recovery"]] == [2, 2]
     for name in ("cox_beeswarm.png", "rsf_bar.png", "rsf_waterfall_P007.png"):
         assert (out / name).stat().st_size > 1000

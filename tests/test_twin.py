@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from features import twin
+from features.contract import split_term
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKING_HARMFUL = REPO / "experiments/cohorts/smoking_harmful.yaml"
@@ -144,7 +145,7 @@ def test_truth_is_consistent_with_the_observed_table(large, config):
     data, truth = large.data, large.truth
     cia = (data["treatment"] == "CIA").to_numpy()
     lp_cia, lp_ci = truth["true_lp_pfs_cia"].to_numpy(), truth["true_lp_pfs_ci"].to_numpy()
-    np.testing.assert_allclose(lp_cia - lp_ci, config.pfs.log_hazard_ratios["treatment[CIA]"])
+    np.testing.assert_allclose(lp_cia - lp_ci, config.pfs.log_hazard_ratios["treatment=CIA"])
     np.testing.assert_array_equal(truth["true_lp_pfs"], np.where(cia, lp_cia, lp_ci))
     for endpoint in ("pfs", "os"):
         latent = np.where(cia, truth[f"{endpoint}_time_cia"], truth[f"{endpoint}_time_ci"])
@@ -164,12 +165,12 @@ def test_truth_is_consistent_with_the_observed_table(large, config):
 
 def test_true_log_hazard_ratios(config):
     hrs = twin.true_log_hazard_ratios(config)
-    expected = {"treatment[CIA]": -0.60, "prior_response[CR/PR]": -0.70,
-                "prior_response[PD]": 0.40, "smoking[ever]": -0.55, "ecog[2]": 0.60,
-                "liver_mets[yes]": 0.45, "brain_mets[yes]": 0.20, "pdl1[>=50%]": -0.25}
+    expected = {"treatment=CIA": -0.60, "prior_response=CR/PR": -0.70,
+                "prior_response=PD": 0.40, "smoking=ever": -0.55, "ecog=2": 0.60,
+                "liver_mets=yes": 0.45, "brain_mets=yes": 0.20, "pdl1=>=50%": -0.25}
     assert {k: hrs[k] for k in expected} == pytest.approx(expected)
-    noise_terms = [t for t in hrs if t.split("[")[0] in twin.NOISE_FEATURES]
-    assert {t.split("[")[0] for t in noise_terms} == set(twin.NOISE_FEATURES)
+    noise_terms = [t for t in hrs if split_term(t)[0] in twin.NOISE_FEATURES]
+    assert {split_term(t)[0] for t in noise_terms} == set(twin.NOISE_FEATURES)
     assert all(hrs[t] == 0.0 for t in noise_terms)
 
 
@@ -245,7 +246,7 @@ def _cox_log_hrs(data: pd.DataFrame) -> pd.Series:
 @pytest.mark.parametrize("config_path, smoking_log_hr", [(None, -0.55), (SMOKING_HARMFUL, 0.55)])
 def test_cox_recovers_the_configured_log_hazard_ratios(config_path, smoking_log_hr):
     config = twin.load_config(config_path)
-    assert config.pfs.log_hazard_ratios["smoking[ever]"] == smoking_log_hr
+    assert config.pfs.log_hazard_ratios["smoking=ever"] == smoking_log_hr
     params = _cox_log_hrs(twin.generate(n=8_000, seed=77, config=config).data)
     # 8,000 patients, ~85 % events: SE of each log HR ~0.03, so 0.1 is > 3 SE
     assert params["smoking_ever"] == pytest.approx(smoking_log_hr, abs=0.1)
@@ -254,7 +255,7 @@ def test_cox_recovers_the_configured_log_hazard_ratios(config_path, smoking_log_
 
 def test_smoking_harmful_differs_from_default_only_in_smoking():
     default, harmful = twin.load_config(), twin.load_config(SMOKING_HARMFUL)
-    hrs = dict(harmful.pfs.log_hazard_ratios, **{"smoking[ever]": -0.55})
+    hrs = dict(harmful.pfs.log_hazard_ratios, **{"smoking=ever": -0.55})
     assert hrs == default.pfs.log_hazard_ratios
     assert harmful.propensity == default.propensity and harmful.pps == default.pps
     assert harmful.covariates == default.covariates
@@ -279,8 +280,8 @@ def test_load_config_rejects_an_unknown_key(tmp_path):
 
 def test_load_config_rejects_an_unknown_term(tmp_path):
     path = _write_variant(tmp_path,
-                          lambda raw: raw["pfs"]["log_hazard_ratios"].update({"ecog[3]": 0.1}))
-    with pytest.raises(ValueError, match=r"unknown key 'ecog\[3\]'"):
+                          lambda raw: raw["pfs"]["log_hazard_ratios"].update({"ecog=3": 0.1}))
+    with pytest.raises(ValueError, match=r"unknown key 'ecog=3'"):
         twin.load_config(path)
 
 

@@ -18,7 +18,7 @@ from ml.cli.runner import (
     err_console,
     fail,
 )
-from ml.reporting import display
+from ml.reporting import benchmark_display
 
 
 @app.command("benchmark")
@@ -89,7 +89,7 @@ def benchmark(
                                                                           description=f"{name:>9}"))
     except bench.BenchmarkError as exc:
         fail(str(exc))
-    display.print_benchmark(console, result)
+    benchmark_display.print_benchmark(console, result)
     out.mkdir(parents=True, exist_ok=True)
     result.leaderboard.to_csv(out / "leaderboard.csv", index=False)
     result.scores.to_csv(out / "fold_scores.csv", index=False)

@@ -23,7 +23,6 @@ their fitted trees are converted into shap's generic dict-of-trees format (see
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.contract import level_name, split_term
 from features.pipeline import ONE_HOT_SEPARATOR, FeatureSpec, original_feature
 
 RISK = "risk"
@@ -39,7 +39,6 @@ TREATMENT_FEATURE = "treatment"
 DEFAULT_HORIZON = 12.0
 ADDITIVITY_TOL = 1e-6
 _TREE_MODELS = ("RandomSurvivalForest", "ExtraSurvivalTrees", "SurvivalTree", "ExtraSurvivalTree")
-_TERM = re.compile(r"^(?P<feature>[^\[]+)\[(?P<level>.+)\]$")
 
 
 @dataclass(frozen=True)
@@ -508,14 +507,8 @@ def level_effects(shap_feature: pd.Series, raw_values: pd.Series, reference: Any
     for level in pd.unique(raw_values.dropna()):
         if level == reference:
             continue
-        out[_level_name(level)] = float(shap_feature[raw_values == level].mean()) - ref_mean
+        out[level_name(level)] = float(shap_feature[raw_values == level].mean()) - ref_mean
     return out
-
-
-def _level_name(level: Any) -> str:
-    if isinstance(level, float) and level.is_integer():
-        return str(int(level))
-    return str(level)
 
 
 def summarise(expl: Explanation, spec: FeatureSpec | None = None) -> pd.DataFrame:
@@ -540,7 +533,7 @@ def summarise(expl: Explanation, spec: FeatureSpec | None = None) -> pd.DataFram
             values = raw.loc[phi.index, feat]
             ref = _reference_level(feat, spec, values, expl.columns)
             effects = level_effects(phi, values, ref)
-            row["reference"] = _level_name(ref) if ref is not None else None
+            row["reference"] = level_name(ref) if ref is not None else None
             row["direction_by_level"] = {lvl: _sign(v) for lvl, v in effects.items()}
             row["level_effects"] = effects
             top = max(effects, key=lambda k: abs(effects[k])) if effects else None
@@ -559,14 +552,14 @@ def summarise(expl: Explanation, spec: FeatureSpec | None = None) -> pd.DataFram
 
 
 def expected_directions(true_log_hr: Mapping[str, float]) -> dict[str, dict[str, int]]:
-    """{feature: {level: sign of the true log HR}} from terms like 'smoking[ever]'.
+    """{feature: {level: sign of the true log HR}} from terms like 'smoking=ever'.
 
-    Numeric terms (no brackets) map to level ''. Zero effects are left out.
+    Numeric terms (no '=') map to level ''. Zero effects are left out.
     """
     out: dict[str, dict[str, int]] = {}
     for term, value in true_log_hr.items():
-        m = _TERM.match(term)
-        feature, level = (m["feature"], m["level"]) if m else (term, "")
+        feature, level = split_term(term)
+        level = level or ""
         if value != 0:
             out.setdefault(feature, {})[level] = _sign(value)
     return out

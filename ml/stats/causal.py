@@ -18,6 +18,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
 from features import schema
+from features.contract import level_name, term
 from ml.stats import coxph
 
 
@@ -38,10 +39,6 @@ def _levels(cov: str, values: pd.Series) -> list | None:
     return None
 
 
-def _level_name(level: object) -> str:
-    return f"{level:g}" if isinstance(level, float) else str(level)
-
-
 def _indicator_columns(df: pd.DataFrame, covariates: list[str]) -> dict[str, np.ndarray]:
     """One numeric column per numeric covariate, one 0/1 column per category level.
 
@@ -55,7 +52,7 @@ def _indicator_columns(df: pd.DataFrame, covariates: list[str]) -> dict[str, np.
             for level in levels:
                 ind = (values == level).astype(float).to_numpy()
                 ind[values.isna().to_numpy()] = np.nan
-                cols[f"{cov}[{_level_name(level)}]"] = ind
+                cols[term(cov, level)] = ind
         else:
             cols[cov] = values.to_numpy(dtype=float)
     return cols
@@ -137,10 +134,10 @@ def table_one(
         categorical = levels is not None
         missing = int(df[cov].isna().sum())
         for level in levels or [None]:
-            row = {"variable": cov, "level": "" if level is None else _level_name(level)}
+            row = {"variable": cov, "level": "" if level is None else level_name(level)}
             for g, m in masks.items():
                 row[g] = _summarise(df.loc[m, cov], w[m], categorical, level)
-            key = f"{cov}[{_level_name(level)}]" if categorical else cov
+            key = term(cov, level) if categorical else cov
             row |= {"smd": smd.get(key, np.nan), "missing": missing}
             rows.append(row)
     return pd.DataFrame(rows, columns=["variable", "level", control, treated, "smd", "missing"])
@@ -330,7 +327,7 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
             in_group = values[mask].dropna()
             if len(in_group) and in_group.nunique() == 1:
                 raise CausalInputError(
-                    f"confounder '{cov}' is '{_level_name(in_group.iloc[0])}' for every patient "
+                    f"confounder '{cov}' is '{level_name(in_group.iloc[0])}' for every patient "
                     f"in {label} ({len(in_group)} patients) but varies in the other: the "
                     "propensity model is separated on it and no weighting can balance it "
                     "(positivity violated); drop it from the confounders or check the data"
@@ -342,7 +339,7 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
             if (n_t == 0) != (n_c == 0):
                 only = treated if n_c == 0 else control
                 warnings.warn(
-                    f"confounder level {cov}={_level_name(level)} occurs only in {only} "
+                    f"confounder level {cov}={level_name(level)} occurs only in {only} "
                     f"({n_t + n_c} patients): its propensity log-odds diverge (quasi-complete "
                     "separation) and the weighted comparison says nothing about these patients",
                     SeparationWarning, stacklevel=2)
@@ -590,32 +587,3 @@ def robust_logrank(time, event, treated, weights=None) -> ScoreTest:
                                "in both groups)")
     return ScoreTest(statistic=stat, df=1, p=float(stats.chi2.sf(stat, 1)),
                      observed_minus_expected=u)
-
-
-# --- weighted Kaplan-Meier (fast, for the bootstrap) -----------------------------------
-
-
-def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
-    return np.flip(np.cumsum(np.flip(a, 0), 0), 0)
-
-
-def weighted_km(time, event, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier (optionally weighted) at the distinct event times: (times, survival)."""
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
-    order = np.argsort(time, kind="stable")
-    t, e, w = time[order], event[order], w[order]
-    at_risk = _reverse_cumsum(w)
-    times, first = np.unique(t, return_index=True)
-    deaths = np.add.reduceat(w * e, first)
-    keep = np.add.reduceat(e.astype(int), first) > 0
-    hazard = deaths[keep] / at_risk[first][keep]
-    return times[keep], np.cumprod(1 - hazard)
-
-
-def km_median_fast(time, event, weights=None) -> float:
-    """The KM median as lifelines defines it: the first time S(t) <= 0.5; NaN if never."""
-    times, surv = weighted_km(time, event, weights)
-    below = np.flatnonzero(surv <= 0.5)
-    return float(times[below[0]]) if len(below) else np.nan

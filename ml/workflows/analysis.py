@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from experiments import default_path
 from features import schema
-from ml.stats import causal
+from features.contract import split_term, term
+from ml.stats import causal, km
 
 DEFAULT_CONFIG_PATH = default_path("paper.yaml")
 ENDPOINT_NAMES = {"pfs": "PFS", "os": "OS"}
@@ -237,7 +238,7 @@ def _run(df: pd.DataFrame, config: AnalysisConfig) -> AnalysisResult:
 def _smd_frame(df: pd.DataFrame, covariates: list[str], iptw: causal.IPTW) -> pd.DataFrame:
     before = causal.standardized_differences(df, covariates)
     after = causal.standardized_differences(df, covariates, weights=iptw.weights)
-    covariate = [term.split("[")[0] for term in before.index]
+    covariate = [split_term(name)[0] for name in before.index]
     return pd.DataFrame({"term": before.index, "covariate": covariate,
                          "confounder": [c in iptw.confounders for c in covariate],
                          "before": before.to_numpy(), "after": after.to_numpy()})
@@ -286,9 +287,9 @@ def _replicate(outcomes, idx, t, w) -> dict[str, float]:
     row = {}
     for ep, (time, event) in outcomes.items():
         ti, ei = time[idx], event[idx]
-        row[f"{ep}_median_all"] = causal.km_median_fast(ti, ei, w)
-        row[f"{ep}_median_{schema.TREATED}"] = causal.km_median_fast(ti[t], ei[t], w[t])
-        row[f"{ep}_median_{schema.CONTROL}"] = causal.km_median_fast(ti[~t], ei[~t], w[~t])
+        row[f"{ep}_median_all"] = km.km_median_fast(ti, ei, w)
+        row[f"{ep}_median_{schema.TREATED}"] = km.km_median_fast(ti[t], ei[t], w[t])
+        row[f"{ep}_median_{schema.CONTROL}"] = km.km_median_fast(ti[~t], ei[~t], w[~t])
         row[f"{ep}_log_hr"] = float(causal.fit_cox(ti, ei, t.astype(float), w).coef[0])
     return row
 
@@ -317,11 +318,11 @@ def _medians(df: pd.DataFrame, iptw: causal.IPTW, boot: pd.DataFrame | None, alp
     for ep, (tcol, ecol) in schema.ENDPOINTS.items():
         time, event = df[tcol].to_numpy(float), df[ecol].to_numpy().astype(bool)
         for g, m in masks.items():
-            km = causal.km_median(time[m], event[m])
-            rows.append({"endpoint": ep, "weighting": "unweighted", "group": g, "n": km.n,
-                         "events": km.events, "median": km.median, "ci_low": km.ci_low,
-                         "ci_high": km.ci_high, "ci_method": "greenwood"})
-            med = causal.km_median_fast(time[m], event[m], iptw.weights[m])
+            plain = causal.km_median(time[m], event[m])
+            rows.append({"endpoint": ep, "weighting": "unweighted", "group": g, "n": plain.n,
+                         "events": plain.events, "median": plain.median, "ci_low": plain.ci_low,
+                         "ci_high": plain.ci_high, "ci_method": "greenwood"})
+            med = km.km_median_fast(time[m], event[m], iptw.weights[m])
             lo, hi = (np.nan, np.nan) if boot is None else percentile_ci(boot[f"{ep}_median_{g}"], alpha)
             rows.append({"endpoint": ep, "weighting": "iptw", "group": g, "n": int(m.sum()),
                          "events": int(event[m].sum()), "median": med, "ci_low": lo, "ci_high": hi,
@@ -391,7 +392,7 @@ def cox_design(df: pd.DataFrame, covariates: list[str], treatment: bool = False)
             continue
         missing = df[cov].isna()
         for level in levels[1:]:
-            cols[f"{cov}={causal._level_name(level)}"] = (df[cov] == level).astype(float).mask(missing)
+            cols[term(cov, level)] = (df[cov] == level).astype(float).mask(missing)
     return pd.DataFrame(cols, index=df.index)
 
 
@@ -461,13 +462,13 @@ def ph_test(cph, data: pd.DataFrame, alpha: float, model: str) -> pd.DataFrame:
 
     res = proportional_hazard_test(cph, data, time_transform="rank").summary
     rows = []
-    for term, r in res.iterrows():
-        term = term if isinstance(term, str) else term[0]
+    for name, r in res.iterrows():
+        name = name if isinstance(name, str) else name[0]
         fails = bool(r["p"] < alpha)
-        note = (f"{term}: its hazard ratio seems to change over follow-up (p = {r['p']:.3f}); read the "
+        note = (f"{name}: its hazard ratio seems to change over follow-up (p = {r['p']:.3f}); read the "
                 "reported HR as an average over time, or model the effect as time-varying"
                 if fails else "")
-        rows.append({"model": model, "term": term, "statistic": float(r["test_statistic"]),
+        rows.append({"model": model, "term": name, "statistic": float(r["test_statistic"]),
                      "p": float(r["p"]), "ph_violated": fails, "note": note})
     return pd.DataFrame(rows)
 
