@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from features.pipeline import build_preprocessor
 from ml.models.base import SurvivalInputError, SurvivalPipeline
 from ml.models.cox import Coxnet, CoxPH
 from ml.models.iptw import IPTWCox
@@ -70,8 +71,6 @@ def make_estimator(name: str, random_state: int | None = None, treatment_column:
 def make_pipeline(name: str, spec, random_state: int | None = None, treatment_column: str | None = None,
                   **params: Any) -> SurvivalPipeline:
     """Unfitted SurvivalPipeline: build_preprocessor(spec) -> model `name`."""
-    from features.pipeline import build_preprocessor
-
     model = make_estimator(name, random_state=random_state, treatment_column=treatment_column, **params)
     return SurvivalPipeline([(PREPROCESSOR_STEP, build_preprocessor(spec)), (MODEL_STEP, model)])
 

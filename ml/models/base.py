@@ -1,9 +1,16 @@
-"""Shared pieces of every survival model: target checks, the Breslow baseline, curves.
+"""Shared pieces of every survival model: input checks, the Breslow baseline, curves.
 
-Conventions (every model in `ml.models` follows them):
-- `fit(X, y, sample_weight=None)` with `y` the structured array (event: bool, time: float)
-  of `features.schema.survival_target`; returns self.
-- `predict(X)` is a risk score, higher = worse (a log hazard for the Cox-type models).
+Conventions (every model in `ml.models` follows scikit-learn / scikit-survival's):
+- `__init__` only stores its keyword-only arguments; `_parameter_constraints` are checked
+  when `fit` starts; fitted state ends in `_`; `fit(X, y, sample_weight=None)` returns self,
+  with `y` the structured array (event: bool, time: float) built by `Surv.from_arrays`.
+- Feature names: a model fitted on a DataFrame records `feature_names_in_`. A frame whose
+  columns are the same but in another order is REALIGNED by name (the columns are matched,
+  never their positions); a frame with missing or unexpected columns is refused with a
+  ValueError naming them. `SurvivalPipeline` does the same with its raw input columns.
+- A method called before `fit` raises `sklearn.exceptions.NotFittedError`.
+- `predict(X)` is a risk score, higher = worse (a log hazard for the Cox-type models);
+  `score(X, y)` is Harrell's concordance index of that risk (`SurvivalAnalysisMixin`).
 - `predict_survival_function(X, return_array=False)` returns one
   `sksurv.functions.StepFunction` per row, defined on [0, last training time]; with
   `return_array=True` the matrix S(t | x) on `unique_times_` (rows = patients). Curves
@@ -15,6 +22,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
+from sksurv.base import SurvivalAnalysisMixin
+from sksurv.functions import StepFunction
 
 
 class SurvivalInputError(ValueError):
@@ -22,10 +32,11 @@ class SurvivalInputError(ValueError):
 
 
 def as_target(y) -> tuple[np.ndarray, np.ndarray]:
-    """(event: bool, time: float) from a structured survival array, checked."""
+    """(event: bool, time: float) of an incoming survival target, checked: the one place
+    the models look at y. Targets are built with `sksurv.util.Surv.from_arrays`."""
     if getattr(y, "dtype", None) is None or y.dtype.names is None or len(y.dtype.names) != 2:
         raise SurvivalInputError("y must be a structured array (event: bool, time: float), "
-                                 "e.g. from features.schema.survival_target")
+                                 "e.g. sksurv.util.Surv.from_arrays(event, time)")
     event_name, time_name = y.dtype.names
     event = np.asarray(y[event_name]).astype(bool)
     time = np.asarray(y[time_name], dtype=float)
@@ -83,8 +94,6 @@ def step_functions(times: np.ndarray, surv: np.ndarray, start: float = 1.0) -> n
 
     A point (0, start) is prepended, so S(t) = 1 before the first training time.
     """
-    from sksurv.functions import StepFunction
-
     if times[0] > 0:
         times = np.concatenate([[0.0], times])
         surv = np.hstack([np.full((len(surv), 1), start), surv])
@@ -114,13 +123,41 @@ class BreslowMixin:
         return surv if return_array else step_functions(self.unique_times_, surv)
 
 
-class SurvivalEstimator(BaseEstimator):
-    """Base class: marks an estimator as a survival model for sklearn tags."""
+def align_columns(X, fitted_names):
+    """X with its columns in the fitted order, matched by name (the documented choice).
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags
+    `fitted_names` None (a model fitted on an array) or an X without column names: X as it
+    is. Same names in another order: the columns are reordered. Missing or unexpected
+    names: a ValueError naming them, so a frame is never scored by position.
+    """
+    if fitted_names is None or not hasattr(X, "columns"):
+        return X
+    expected, given = list(fitted_names), list(X.columns)
+    missing = [c for c in expected if c not in set(given)]
+    unexpected = [c for c in given if c not in set(expected)]
+    if missing or unexpected:
+        parts = [f"missing {', '.join(map(str, missing))}" if missing else "",
+                 f"unexpected {', '.join(map(str, unexpected))}" if unexpected else ""]
+        raise ValueError("X does not have the columns the model was fitted on: "
+                         + "; ".join(p for p in parts if p))
+    return X if given == expected else X[expected]
+
+
+class SurvivalEstimator(SurvivalAnalysisMixin, BaseEstimator):
+    """Base class: sklearn input checks, survival tags and `score` (Harrell's C)."""
+
+    def _check_X(self, X, *, reset: bool, as_array: bool = True, **check_params):
+        """Validate X: record (reset) or check feature names and their number.
+
+        as_array: convert to a 2-d float array (else X goes on as given, e.g. a DataFrame
+        for a library model that keeps the names).
+        """
+        if not reset:
+            check_is_fitted(self)
+            X = align_columns(X, getattr(self, "feature_names_in_", None))
+        if not as_array:
+            return validate_data(self, X, reset=reset, skip_check_array=True)
+        return validate_data(self, X, reset=reset, dtype=float, **check_params)
 
 
 class SurvivalPipeline(Pipeline):
@@ -128,6 +165,8 @@ class SurvivalPipeline(Pipeline):
 
     The weights go to the final step only (preprocessing is unweighted); the
     preprocessor is fitted on the rows passed to `fit`, i.e. training folds only.
+    Predictions realign the raw columns by name and refuse missing or unexpected ones
+    (`align_columns`), like the models themselves.
     """
 
     def fit(self, X, y=None, sample_weight=None, **params):
@@ -135,11 +174,22 @@ class SurvivalPipeline(Pipeline):
             params[f"{self.steps[-1][0]}__sample_weight"] = sample_weight
         return super().fit(X, y, **params)
 
+    def _aligned(self, X):
+        """Raw input realigned by name to the columns the first step was fitted on."""
+        return align_columns(X, getattr(self.steps[0][1], "feature_names_in_", None))
+
     def _transform(self, X):
+        X = self._aligned(X)
         for _, step in self.steps[:-1]:
             if step is not None and step != "passthrough":
                 X = step.transform(X)
         return X
+
+    def predict(self, X, **params):
+        return super().predict(self._aligned(X), **params)
+
+    def score(self, X, y=None, sample_weight=None, **params):
+        return super().score(self._aligned(X), y, sample_weight=sample_weight, **params)
 
     def predict_survival_function(self, X, return_array: bool = False):
         return self.steps[-1][1].predict_survival_function(self._transform(X), return_array=return_array)

@@ -1,7 +1,7 @@
 """Weighted Cox models: `CoxPH` (Newton-Raphson, tiny ridge) and `Coxnet` (elastic net).
 
 scikit-survival's CoxPHSurvivalAnalysis ignores sample weights and its Coxnet has none,
-so both models sit on the weighted partial likelihood of `ml.coxph` (Efron or Breslow
+so both models sit on the weighted partial likelihood of `ml.stats.coxph` (Efron or Breslow
 ties, R's `coxph` weighting). Both minimise `-log PL / sum(w) + penalty`, the scale of
 glmnet and scikit-survival's Coxnet, so multiplying every weight by a constant changes
 nothing, and a zero weight is the same as removing the row.
@@ -10,11 +10,21 @@ nothing, and a zero weight is the same as removing the row.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ml.models.base import BreslowMixin, SurvivalEstimator, SurvivalInputError, as_target, check_weights
 from ml.stats import coxph
+
+_COMMON_CONSTRAINTS = {
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "ties": [StrOptions({"efron", "breslow"})],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+}
 
 
 class SeparationWarning(RuntimeWarning):
@@ -31,26 +41,23 @@ def _warn_separation(beta: np.ndarray, est) -> None:
         terms = [str(names[j]) if names is not None else f"x{j}" for j in big]
         warnings.warn(f"|log HR| > {SEPARATION_LOG_HR:g} for {', '.join(terms)}: the partial likelihood "
                       "has no finite maximum (separation); set alpha > 0 to shrink", SeparationWarning,
-                      stacklevel=3)
+                      stacklevel=4)
 
 
 class _CoxBase(BreslowMixin, SurvivalEstimator):
     """Shared by CoxPH and Coxnet: data preparation, baseline, prediction."""
 
     def _prepare(self, X, y, sample_weight) -> tuple[coxph.RiskSets, np.ndarray, np.ndarray, np.ndarray]:
-        x = self._as_matrix(X, fitting=True)
+        x = self._design(X, reset=True)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         if not np.any(event & (w > 0)):
             raise SurvivalInputError("no events with a positive weight: the Cox model cannot be fitted")
         return coxph.risk_sets(x=x, time=time, event=event, w=w, ties=self.ties), x, time, event
 
-    def _as_matrix(self, X, fitting: bool = False) -> np.ndarray:
-        if fitting:
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object) if hasattr(X, "columns") else None
-            self.n_features_in_ = np.shape(X)[1]
-        x = np.asarray(X, dtype=float)
-        if x.ndim != 2 or not np.all(np.isfinite(x)):
+    def _design(self, X, *, reset: bool) -> np.ndarray:
+        x = self._check_X(X, reset=reset, ensure_all_finite=False)
+        if not np.all(np.isfinite(x)):
             raise SurvivalInputError("X must be a 2-d array of finite numbers (impute missing values first)")
         return x
 
@@ -60,7 +67,7 @@ class _CoxBase(BreslowMixin, SurvivalEstimator):
         self._fit_baseline(time, event, x @ beta, w)
 
     def _log_hazard(self, X) -> np.ndarray:
-        return self._as_matrix(X) @ self.coef_
+        return self._design(X, reset=False) @ self.coef_
 
     def predict(self, X) -> np.ndarray:
         """Log hazard ratio x'b (higher = worse)."""
@@ -78,19 +85,22 @@ class CoxPH(_CoxBase):
     them finite instead.
     """
 
-    def __init__(self, alpha: float = 0.0, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9):
+    _parameter_constraints: dict = dict(_COMMON_CONSTRAINTS)
+
+    def __init__(self, *, alpha: float = 0.0, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9):
         self.alpha = alpha
         self.ties = ties
         self.max_iter = max_iter
         self.tol = tol
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         data, x, time, event = self._prepare(X, y, sample_weight)
         result = coxph.newton_raphson(data, ridge=self.alpha, max_iter=self.max_iter, tol=self.tol)
         beta, self.n_iter_ = result.coef, result.iterations
         if result.status == "max_iter":
             warnings.warn(f"CoxPH did not converge in {self.max_iter} iterations", RuntimeWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         _warn_separation(beta, self)
         self._finish(beta, x, time, event, sample_weight)
         return self
@@ -108,7 +118,9 @@ class Coxnet(_CoxBase):
     (their `ties` is Breslow's), here with case weights.
     """
 
-    def __init__(self, alpha: float = 0.05, l1_ratio: float = 0.5, ties: str = "efron",
+    _parameter_constraints: dict = {**_COMMON_CONSTRAINTS, "l1_ratio": [Interval(Real, 0, 1, closed="both")]}
+
+    def __init__(self, *, alpha: float = 0.05, l1_ratio: float = 0.5, ties: str = "efron",
                  max_iter: int = 200, tol: float = 1e-8):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -119,9 +131,8 @@ class Coxnet(_CoxBase):
     def _penalty(self, b: np.ndarray) -> float:
         return self.alpha * (self.l1_ratio * np.abs(b).sum() + 0.5 * (1 - self.l1_ratio) * b @ b)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        if not 0 <= self.l1_ratio <= 1 or self.alpha < 0:
-            raise ValueError("Coxnet needs alpha >= 0 and 0 <= l1_ratio <= 1")
         data, x, time, event = self._prepare(X, y, sample_weight)
         scale = data.total_weight
         lam1, lam2 = self.alpha * self.l1_ratio, self.alpha * (1 - self.l1_ratio)
@@ -152,7 +163,7 @@ class Coxnet(_CoxBase):
                 break
         else:
             warnings.warn(f"Coxnet did not converge in {self.max_iter} iterations", RuntimeWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         self._finish(beta, x, time, event, sample_weight)
         return self
 

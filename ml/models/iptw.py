@@ -3,19 +3,24 @@
 It is the final step of a `SurvivalPipeline`, so it sees the preprocessed training fold
 (imputed, scaled, one-hot). In `fit` it (1) fits a logistic propensity model
 P(treated | confounder columns) on those rows, (2) turns it into inverse probability of
-treatment weights with `ml.causal.iptw_weights`, (3) fits `CoxPH` on every column with
+treatment weights with `ml.stats.causal.iptw_weights`, (3) fits `CoxPH` on every column with
 weight = IPTW x sample_weight. Nothing of the held-out fold is seen, so cross-validation
 re-estimates the propensity inside each training fold.
 """
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from features.pipeline import ONE_HOT_SEPARATOR
 from ml.models.base import SurvivalEstimator, SurvivalInputError, check_weights
 from ml.models.cox import CoxPH
+from ml.stats import causal
 
 
 class IPTWCox(SurvivalEstimator):
@@ -29,7 +34,17 @@ class IPTWCox(SurvivalEstimator):
     truncate: (low, high) percentiles at which the weights are capped, or None.
     """
 
-    def __init__(self, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
+    _parameter_constraints: dict = {
+        "treatment": [str],
+        "confounders": ["array-like", None],
+        "estimand": [StrOptions({"ate", "att", "overlap"})],
+        "stabilized": ["boolean"],
+        "truncate": ["array-like", None],
+        "propensity_C": [Interval(Real, 0, None, closed="neither")],
+        **{key: CoxPH._parameter_constraints[key] for key in ("alpha", "ties")},
+    }
+
+    def __init__(self, *, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
                  estimand: str = "ate", stabilized: bool = True,
                  truncate: tuple[float, float] | None = (1.0, 99.0), propensity_C: float = 1.0,
                  alpha: float = 0.0, ties: str = "efron"):
@@ -56,10 +71,10 @@ class IPTWCox(SurvivalEstimator):
             others = [c for c in others if c.split(ONE_HOT_SEPARATOR, 1)[0] in keep]
         return columns, others
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        from ml.stats import causal
-
         _, confounders = self._columns(X)
+        X = self._check_X(X, reset=True, as_array=False)
         treated = X[self.treatment].to_numpy(dtype=float) > 0.5
         if treated.all() or not treated.any():
             raise SurvivalInputError("IPTWCox: the training rows hold only one treatment group")
@@ -79,14 +94,17 @@ class IPTWCox(SurvivalEstimator):
         self.coef_ = self.model_.coef_
         self.unique_times_ = self.model_.unique_times_
         self.cum_baseline_hazard_ = self.model_.cum_baseline_hazard_
-        self.n_features_in_ = self.model_.n_features_in_
         return self
 
     def predict(self, X) -> np.ndarray:
+        """Log hazard ratio of the IPTW-weighted Cox model (higher = worse)."""
+        X = self._check_X(X, reset=False, as_array=False)
         return self.model_.predict(X)
 
     def predict_survival_function(self, X, return_array: bool = False):
+        X = self._check_X(X, reset=False, as_array=False)
         return self.model_.predict_survival_function(X, return_array=return_array)
 
     def predict_cumulative_hazard_function(self, X, return_array: bool = False):
+        X = self._check_X(X, reset=False, as_array=False)
         return self.model_.predict_cumulative_hazard_function(X, return_array=return_array)

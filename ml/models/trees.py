@@ -13,7 +13,14 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+from sksurv.ensemble.survival_loss import CoxPH as CoxLoss
+from sksurv.util import Surv
 
 from ml.models.base import (
     BreslowMixin,
@@ -26,11 +33,9 @@ from ml.models.base import (
     step_functions,
 )
 
-
-def _structured(event: np.ndarray, time: np.ndarray) -> np.ndarray:
-    y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
-    y["event"], y["time"] = event, time
-    return y
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_FRACTION = Interval(RealNotInt, 0, 1, closed="right")
+_MAX_FEATURES = [StrOptions({"sqrt", "log2"}), _POSITIVE_INT, _FRACTION, None]
 
 
 def auto_leaf_size(n: int) -> int:
@@ -64,7 +69,18 @@ class RSF(SurvivalEstimator):
     points (None: exact times).
     """
 
-    def __init__(self, n_estimators: int = 100, max_features: str | float | int | None = "sqrt",
+    _parameter_constraints: dict = {
+        "n_estimators": [_POSITIVE_INT],
+        "max_features": _MAX_FEATURES,
+        "min_samples_leaf": [_POSITIVE_INT, StrOptions({"auto"})],
+        "max_samples": [_POSITIVE_INT, _FRACTION, StrOptions({"auto"}), None],
+        "max_depth": [_POSITIVE_INT, None],
+        "max_times": [_POSITIVE_INT, None],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, *, n_estimators: int = 100, max_features: str | float | int | None = "sqrt",
                  min_samples_leaf: int | str = "auto", max_samples: int | float | str | None = "auto",
                  max_depth: int | None = None, max_times: int | None = 200, n_jobs: int = 1,
                  random_state: int | None = None):
@@ -77,9 +93,9 @@ class RSF(SurvivalEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        from sksurv.ensemble import RandomSurvivalForest
-
+        X = self._check_X(X, reset=True, as_array=False)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         n = len(time)
@@ -90,41 +106,42 @@ class RSF(SurvivalEstimator):
             min_samples_split=2 * leaf, max_samples=samples, max_depth=self.max_depth,
             n_jobs=self.n_jobs, random_state=self.random_state,
         )
-        self.model_.fit(X, _structured(event, bin_times(time, event, self.max_times)), sample_weight=w)
+        target = Surv.from_arrays(event=event, time=bin_times(time, event, self.max_times))
+        self.model_.fit(X, target, sample_weight=w)
         self.unique_times_ = self.model_.unique_times_
-        self.n_features_in_ = self.model_.n_features_in_
         return self
 
     def predict(self, X) -> np.ndarray:
         """Ensemble mortality (the CHF summed over the training event times)."""
+        X = self._check_X(X, reset=False, as_array=False)
         return self.model_.predict(X)
 
     def predict_survival_function(self, X, return_array: bool = False):
+        X = self._check_X(X, reset=False, as_array=False)
         surv = clean_curves(self.model_.predict_survival_function(X, return_array=True))
         return surv if return_array else step_functions(self.unique_times_, surv)
 
     def predict_cumulative_hazard_function(self, X, return_array: bool = False):
+        X = self._check_X(X, reset=False, as_array=False)
         chf = self.model_.predict_cumulative_hazard_function(X, return_array=True)
         return chf if return_array else step_functions(self.unique_times_, chf, start=0.0)
 
 
-def _weighted_cox_loss(sample_weight: np.ndarray):
-    """scikit-survival's Cox loss object with the weighted partial-likelihood gradient."""
-    from sksurv.ensemble.survival_loss import CoxPH as CoxLoss
+class _WeightedCoxLoss(CoxLoss):
+    """scikit-survival's Cox loss with the weighted partial-likelihood gradient."""
 
-    class WeightedCoxLoss(CoxLoss):
-        weights = sample_weight
+    def __init__(self, weights: np.ndarray):
+        super().__init__()
+        self.weights = weights
 
-        def __call__(self, y_true, raw_prediction, sample_weight=None):
-            return _negative_log_pl(y_true["time"], y_true["event"], raw_prediction.ravel(), self.weights)
+    def __call__(self, y_true, raw_prediction, sample_weight=None):
+        return _negative_log_pl(y_true["time"], y_true["event"], raw_prediction.ravel(), self.weights)
 
-        def gradient(self, y_true, raw_prediction, sample_weight=None, **kwargs):
-            eta = raw_prediction.ravel()
-            risk, chf = _cumhaz_at_rows(y_true, eta, self.weights)
-            # per unit weight; the tree is fitted with the sample weights themselves
-            return y_true["event"].astype(float) - risk * chf
-
-    return WeightedCoxLoss()
+    def gradient(self, y_true, raw_prediction, sample_weight=None, **kwargs):
+        eta = raw_prediction.ravel()
+        risk, chf = _cumhaz_at_rows(y_true, eta, self.weights)
+        # per unit weight; the tree is fitted with the sample weights themselves
+        return y_true["event"].astype(float) - risk * chf
 
 
 def _negative_log_pl(time, event, eta, w) -> float:
@@ -146,7 +163,17 @@ def _cumhaz_at_rows(y_true, eta, w) -> tuple[np.ndarray, np.ndarray]:
 class GBSA(BreslowMixin, SurvivalEstimator):
     """Gradient-boosted Cox model (scikit-survival trees) on the weighted partial likelihood."""
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
+    _parameter_constraints: dict = {
+        "n_estimators": [_POSITIVE_INT],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_depth": [_POSITIVE_INT, None],
+        "min_samples_leaf": [_POSITIVE_INT, Interval(RealNotInt, 0, 1, closed="neither")],
+        "subsample": [Interval(Real, 0, 1, closed="right")],
+        "max_features": _MAX_FEATURES,
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, *, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  min_samples_leaf: int = 5, subsample: float = 0.8, max_features: str | float | None = None,
                  random_state: int | None = None):
         self.n_estimators = n_estimators
@@ -157,9 +184,9 @@ class GBSA(BreslowMixin, SurvivalEstimator):
         self.max_features = max_features
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        from sksurv.ensemble import GradientBoostingSurvivalAnalysis
-
+        X = self._check_X(X, reset=True, as_array=False)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         w = normalise_weights(w)
@@ -169,19 +196,19 @@ class GBSA(BreslowMixin, SurvivalEstimator):
             max_features=self.max_features, random_state=self.random_state,
         )
         # swap in the weighted loss for this fit only (an instance attribute, removed after)
-        model._get_loss = lambda sample_weight: _weighted_cox_loss(w)
+        model._get_loss = lambda sample_weight: _WeightedCoxLoss(w)
         try:
-            model.fit(X, _structured(event, time), sample_weight=w)
+            model.fit(X, Surv.from_arrays(event=event, time=time), sample_weight=w)
         finally:
             del model._get_loss
         self.model_ = model
-        self.n_features_in_ = model.n_features_in_
         self._fit_baseline(time, event, model.predict(X), w)
         return self
 
     def _log_hazard(self, X) -> np.ndarray:
+        X = self._check_X(X, reset=False, as_array=False)
         return self.model_.predict(X)
 
     def predict(self, X) -> np.ndarray:
         """Boosted log hazard (margin)."""
-        return self.model_.predict(X)
+        return self._log_hazard(X)

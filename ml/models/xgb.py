@@ -15,8 +15,13 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
+import xgboost
 from scipy import stats
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ml.models.base import (
     BreslowMixin,
@@ -30,8 +35,6 @@ from ml.models.base import (
 
 
 def _matrix(X):
-    import xgboost
-
     # numpy + names: xgboost's pandas path costs ~50 ms per call on small frames
     names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     return xgboost.DMatrix(np.asarray(X, dtype=np.float32), feature_names=names)
@@ -64,7 +67,26 @@ class _WeightedCoxObjective:
         return out_g, out_h
 
 
+_NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+_FRACTION = Interval(Real, 0, 1, closed="right")
+_XGB_CONSTRAINTS = {
+    "n_estimators": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "max_depth": [Interval(Integral, 0, None, closed="left")],
+    "subsample": [_FRACTION],
+    "colsample_bytree": [_FRACTION],
+    "min_child_weight": [_NON_NEGATIVE],
+    "reg_lambda": [_NON_NEGATIVE],
+    "reg_alpha": [_NON_NEGATIVE],
+    "tree_method": [StrOptions({"exact", "approx", "hist", "auto"})],
+    "n_jobs": [Integral, None],
+    "random_state": [Integral, None],  # xgboost takes an integer seed, not a RandomState
+}
+
+
 class _XGBBase(SurvivalEstimator):
+    """Shared by the XGBoost models: booster parameters and the validated margin."""
+
     def _params(self) -> dict:
         return {
             "eta": self.learning_rate, "max_depth": self.max_depth, "subsample": self.subsample,
@@ -75,13 +97,16 @@ class _XGBBase(SurvivalEstimator):
         }
 
     def _margin(self, X) -> np.ndarray:
+        X = self._check_X(X, reset=False, as_array=False)
         return self.booster_.predict(_matrix(X), output_margin=True).astype(float)
 
 
 class XGBCox(BreslowMixin, _XGBBase):
     """Gradient-boosted log hazard (weighted Cox partial likelihood, custom objective)."""
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
+    _parameter_constraints: dict = dict(_XGB_CONSTRAINTS)
+
+    def __init__(self, *, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, reg_alpha: float = 0.0, tree_method: str = "hist",
                  n_jobs: int = 1, random_state: int | None = None):
@@ -97,9 +122,9 @@ class XGBCox(BreslowMixin, _XGBBase):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        import xgboost
-
+        X = self._check_X(X, reset=True, as_array=False)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         w = normalise_weights(w)  # min_child_weight / lambda keep their unweighted meaning
@@ -107,7 +132,6 @@ class XGBCox(BreslowMixin, _XGBBase):
         params = {**self._params(), "base_score": 0.0}
         self.booster_ = xgboost.train(params, _matrix(X), num_boost_round=self.n_estimators,
                                       obj=lambda margin, dtrain: objective(margin))
-        self.n_features_in_ = np.shape(X)[1]
         self._fit_baseline(time, event, self._margin(X), w)
         return self
 
@@ -129,7 +153,13 @@ _AFT_CDF = {
 class XGBAFT(_XGBBase):
     """Boosted accelerated failure time model; risk = minus the predicted log time."""
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
+    _parameter_constraints: dict = {
+        **_XGB_CONSTRAINTS,
+        "distribution": [StrOptions(set(_AFT_CDF))],
+        "sigma": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, *, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, reg_alpha: float = 0.0, distribution: str = "normal",
                  sigma: float = 1.0, tree_method: str = "hist", n_jobs: int = 1,
@@ -148,11 +178,9 @@ class XGBAFT(_XGBBase):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        import xgboost
-
-        if self.distribution not in _AFT_CDF:
-            raise ValueError(f"distribution must be one of {', '.join(_AFT_CDF)}, got {self.distribution!r}")
+        X = self._check_X(X, reset=True, as_array=False)
         event, time = as_target(y)
         w = check_weights(sample_weight, len(time))
         dtrain = _matrix(X)
@@ -164,7 +192,6 @@ class XGBAFT(_XGBBase):
                   "aft_loss_distribution_scale": self.sigma}
         self.booster_ = xgboost.train(params, dtrain, num_boost_round=self.n_estimators)
         self.unique_times_ = np.unique(time)
-        self.n_features_in_ = np.shape(X)[1]
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -172,7 +199,8 @@ class XGBAFT(_XGBBase):
         return -self._margin(X)
 
     def predict_survival_function(self, X, return_array: bool = False):
-        z = (np.log(self.unique_times_)[None, :] - self._margin(X)[:, None]) / self.sigma
+        margin = self._margin(X)
+        z = (np.log(self.unique_times_)[None, :] - margin[:, None]) / self.sigma
         surv = clean_curves(1.0 - _AFT_CDF[self.distribution](z))
         return surv if return_array else step_functions(self.unique_times_, surv)
 
