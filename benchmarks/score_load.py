@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -35,7 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from features import datasets, twin  # noqa: E402
-from ml import models, score  # noqa: E402
+from features.patient import EXAMPLE_PATIENT  # noqa: E402
+from ml import models  # noqa: E402
+from ml.serving.inputs import parse_patients  # noqa: E402
+from ml.serving.resolve import fit_scorer  # noqa: E402
+from ml.serving.results import to_frame  # noqa: E402
+from ml.tracking import mlflow_io as tracking  # noqa: E402
 
 TARGET_MS = {"cox": 10.0, "xgb_cox": 10.0, "rsf": 50.0}
 
@@ -43,13 +49,13 @@ TARGET_MS = {"cox": 10.0, "xgb_cox": 10.0, "rsf": 50.0}
 def in_process(train: datasets.SurvivalData, families: list[str], repeats: int) -> pd.DataFrame:
     rows = []
     for family in families:
-        scorer = score.fit_scorer(family, train, random_state=0).warm()
+        scorer = fit_scorer(family, train, random_state=0).warm()
         for _ in range(10):  # warm caches and lazily built explainers
-            scorer.score(score.EXAMPLE_PATIENT)
+            scorer.score(EXAMPLE_PATIENT)
         times, cpu = np.empty(repeats), np.empty(repeats)
         for i in range(repeats):
             start, start_cpu = time.perf_counter(), time.process_time()
-            scorer.score(score.EXAMPLE_PATIENT)
+            scorer.score(EXAMPLE_PATIENT)
             times[i], cpu[i] = time.perf_counter() - start, time.process_time() - start_cpu
         ms = times * 1000
         # CPU time as well: on a shared machine the wall clock also counts waiting for a core
@@ -66,15 +72,13 @@ def _free_port() -> int:
 
 
 async def _load(url: str, clients: int, duration: float) -> tuple[list[float], list[str]]:
-    import httpx
-
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.perf_counter() + duration
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         async def worker(k: int) -> None:
-            body = {**score.EXAMPLE_PATIENT, "id": f"client-{k}"}
+            body = {**EXAMPLE_PATIENT, "id": f"client-{k}"}
             while time.perf_counter() < deadline:
                 start = time.perf_counter()
                 try:
@@ -90,13 +94,9 @@ async def _load(url: str, clients: int, duration: float) -> tuple[list[float], l
 
 
 def http_load(train: datasets.SurvivalData, family: str, clients: int, duration: float) -> dict:
-    import httpx
-
-    from ml.tracking import mlflow_io as tracking
-
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
-        model = tracking.save_survival_model(score.fit_scorer(family, train, random_state=0), Path(tmp) / "m")
+        model = tracking.save_survival_model(fit_scorer(family, train, random_state=0), Path(tmp) / "m")
         port = _free_port()
         command = [sys.executable, "-m", "ml.cli", "serve", "--model", model, "--port", str(port)]
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -126,13 +126,13 @@ def batch(train: datasets.SurvivalData, families: list[str], n: int) -> pd.DataF
     cohort = twin.generate(n=n, seed=1).data
     rows = []
     for family in families:
-        scorer = score.fit_scorer(family, train, random_state=0).warm()
+        scorer = fit_scorer(family, train, random_state=0).warm()
         start = time.perf_counter()
-        frame = score.parse_patients(cohort)
+        frame = parse_patients(cohort)
         parsed = time.perf_counter()
         result = scorer.result_for(frame)
         scored = time.perf_counter()
-        table = score.to_frame(result)
+        table = to_frame(result)
         done = time.perf_counter()
         assert len(table) == n
         rows.append({"model": family, "patients": n, "parse_s": parsed - start,

@@ -6,10 +6,16 @@ import shutil
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from features import datasets
+from features.patient import EXAMPLE_PATIENT
 from ml.serving import app as serve
-from ml.serving import scorer as score
+from ml.serving.resolve import fit_scorer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -21,16 +27,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server():
-    scorer = score.fit_scorer("cox", datasets.twin(n=300, seed=11))
+    scorer = fit_scorer("cox", datasets.twin(n=300, seed=11))
     with serve.BackgroundServer(serve.create_app(scorer=scorer)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,9 +48,6 @@ def browser(tmp_path_factory):
 
 
 def _fill(browser, values):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
     for name, value in values.items():
         field = browser.find_element(By.ID, f"f-{name}")
         if field.tag_name == "select":
@@ -58,23 +58,17 @@ def _fill(browser, values):
 
 
 def _submit(browser):
-    from selenium.webdriver.common.by import By
-
     browser.find_element(By.ID, "submit").click()
 
 
 def test_form_shows_curve_group_and_explanation(server, browser, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
     browser.get(server.url + "/")
     changes = {"age": 71, "prior_response": "PD", "liver_mets": "yes", "ecog": "2", "pdl1": ""}
     _fill(browser, changes)
     _submit(browser)
     WebDriverWait(browser, 20).until(ec.visibility_of_element_located((By.ID, "result")))
 
-    expected = httpx.post(server.url + "/score", json={**score.EXAMPLE_PATIENT, "age": 71,
+    expected = httpx.post(server.url + "/score", json={**EXAMPLE_PATIENT, "age": 71,
                                                        "prior_response": "PD", "liver_mets": "yes",
                                                        "ecog": 2, "pdl1": None}).json()["results"][0]
     group = browser.find_element(By.ID, "risk-group")
@@ -92,9 +86,6 @@ def test_form_shows_curve_group_and_explanation(server, browser, tmp_path):
 
 
 def test_form_shows_the_field_of_a_bad_value(server, browser):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     browser.get(server.url + "/")
     _fill(browser, {"age": 300})
     _submit(browser)

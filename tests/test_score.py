@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import cloudpickle
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
-from features import datasets, schema
+from features import datasets
+from features.contract import BY_NAME, OUTCOMES
+from features.patient import EXAMPLE_PATIENT
 from ml.cli import app
 from ml.explain import explainers as explain
-from ml.serving import scorer as score
+from ml.serving import inputs, resolve, results
+from ml.serving.inputs import SCORE_FEATURES, ScoringInputError, parse_patients
+from ml.tracking import mlflow_io as tracking
 
 FAMILIES = ("cox", "coxnet", "iptw_cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
 SMALL = {"rsf": {"n_estimators": 40}, "gbsa": {"n_estimators": 60}, "xgb_cox": {"n_estimators": 60},
@@ -27,24 +39,22 @@ def data():
 
 @pytest.fixture(scope="module")
 def scorers(data):
-    return {m: score.fit_scorer(m, data, random_state=0, **SMALL.get(m, {})) for m in FAMILIES}
+    """One fitted scorer per model family, built once for the whole module."""
+    return {m: resolve.fit_scorer(m, data, random_state=0, **SMALL.get(m, {})) for m in FAMILIES}
 
 
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, data):
-    """The survival pyfunc of a cox scorer, saved to a directory (no tracking store)."""
-    from ml.tracking import mlflow_io as tracking
-
+def saved_model(tmp_path_factory, scorers):
+    """The survival pyfunc of the cox scorer, saved to a directory (no tracking store)."""
     root = tmp_path_factory.mktemp("model")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
-        scorer = score.fit_scorer("cox", data)
-        path = tracking.save_survival_model(scorer, root / "cox")
-    return path, scorer
+        path = tracking.save_survival_model(scorers["cox"], root / "cox")
+    return path, scorers["cox"]
 
 
 def patient(**changes):
-    return {**score.EXAMPLE_PATIENT, **changes}
+    return {**EXAMPLE_PATIENT, **changes}
 
 
 # ------------------------------------------------------------------ outputs
@@ -53,18 +63,18 @@ def patient(**changes):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_outputs_are_well_formed(scorers, data, family):
     out = scorers[family].score(data.X.head(60))
-    assert list(out.columns) == list(score.OUTPUT_COLUMNS)
-    assert set(out["risk_group"]) <= set(score.RISK_GROUPS)
-    surv = out[[score.horizon_column(t) for t in score.HORIZONS]].to_numpy()
+    assert list(out.columns) == list(results.OUTPUT_COLUMNS)
+    assert set(out["risk_group"]) <= set(results.RISK_GROUPS)
+    surv = out[[results.horizon_column(t) for t in results.HORIZONS]].to_numpy()
     assert np.all((surv >= 0) & (surv <= 1))
     assert np.all(np.diff(surv, axis=1) <= 1e-12)  # P(PFS > t) cannot grow with t
     for row, s in zip(out.itertuples(), surv, strict=True):
         if np.isfinite(row.median_pfs_months):   # S is above 1/2 before the median, at most 1/2 from it
-            assert np.all(s[np.array(score.HORIZONS) < row.median_pfs_months] > 0.5)
-            assert np.all(s[np.array(score.HORIZONS) >= row.median_pfs_months] <= 0.5)
+            assert np.all(s[np.array(results.HORIZONS) < row.median_pfs_months] > 0.5)
+            assert np.all(s[np.array(results.HORIZONS) >= row.median_pfs_months] <= 0.5)
             assert row.median_pfs == f"{row.median_pfs_months:.1f} months"
         else:
-            assert row.median_pfs == score.NOT_REACHED
+            assert row.median_pfs == results.NOT_REACHED
     assert (out["risk_percentile"].between(0, 100)).all()
 
 
@@ -75,9 +85,9 @@ def test_numbers_are_the_models_own(scorers, data, family):
     out = scorer.score(X)
     np.testing.assert_allclose(out["risk_score"], scorer.pipeline.predict(X), rtol=1e-9, atol=1e-9)
     curves = scorer.pipeline.predict_survival_function(X)
-    for t in score.HORIZONS:
+    for t in results.HORIZONS:
         expected = [float(fn(t)) for fn in curves]
-        np.testing.assert_allclose(out[score.horizon_column(t)], expected, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(out[results.horizon_column(t)], expected, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -106,11 +116,11 @@ def test_risk_groups_are_training_tertiles(scorers, data):
     risk = scorer.pipeline.predict(data.X)
     np.testing.assert_allclose(scorer.cutoffs_, np.quantile(risk, [1 / 3, 2 / 3]))
     groups = pd.Series(scorer.group(risk)).value_counts(normalize=True)
-    for g in score.RISK_GROUPS:
+    for g in results.RISK_GROUPS:
         assert groups[g] == pytest.approx(1 / 3, abs=0.02)
     out = scorer.score(data.X).sort_values("risk_score")
     assert out["risk_percentile"].is_monotonic_increasing
-    order = out["risk_group"].map({g: i for i, g in enumerate(score.RISK_GROUPS)})
+    order = out["risk_group"].map({g: i for i, g in enumerate(results.RISK_GROUPS)})
     assert order.is_monotonic_increasing
 
 
@@ -122,10 +132,10 @@ def test_higher_risk_means_lower_survival_for_proportional_hazards(scorers, data
 def test_median_not_reached():
     times = np.array([1.0, 2.0, 5.0])
     surv = np.array([[0.9, 0.7, 0.6], [0.9, 0.5, 0.2]])
-    medians = score._medians(times, surv)
+    medians = results.medians(times, surv)
     assert np.isnan(medians[0]) and medians[1] == 2.0
-    assert score.median_text(medians[0]) == "not reached"
-    np.testing.assert_allclose(score._step_values(times, surv, np.array([0.5, 2.5, 6.0]))[1],
+    assert results.median_text(medians[0]) == "not reached"
+    np.testing.assert_allclose(results.step_values(times, surv, np.array([0.5, 2.5, 6.0]))[1],
                                [1.0, 0.5, np.nan])
 
 
@@ -160,9 +170,9 @@ def test_top_features_name_the_true_risk_factors(scorers):
                                            "pdl1", "brain_mets"}
     assert up[0]["effect"] >= up[-1]["effect"] > 0
     assert all(d["effect"] < 0 for d in down)
-    text = score.to_frame(result)["top_up"].iloc[0]
+    text = results.to_frame(result)["top_up"].iloc[0]
     assert text.startswith(f"{up[0]['feature']}={up[0]['value']} (+")
-    assert score.to_frame(result)["risk_group"].iloc[0] == "high"
+    assert results.to_frame(result)["risk_group"].iloc[0] == "high"
 
 
 def test_unknown_values_are_imputed_and_reported(scorers):
@@ -202,14 +212,14 @@ def test_pickled_scorer_gives_the_same_numbers(scorers, data):
     (patient(ecog=1.5), "ecog", "fractional"),
     (patient(sex="robot"), "sex", "'female' or 'male'"),
     (patient(treatment=None), "treatment", "'CI' or 'CIA'"),
-    ({k: v for k, v in score.EXAMPLE_PATIENT.items() if k != "pdl1"}, "pdl1", "field required"),
+    ({k: v for k, v in EXAMPLE_PATIENT.items() if k != "pdl1"}, "pdl1", "field required"),
     (patient(smoker="yes"), "smoker", "unknown field"),
     (patient(age=float("nan")), "age", "Input should be"),
     (patient(pfs1_months=float("inf")), "pfs1_months", "Input should be"),
 ])
 def test_bad_patient_names_the_field(payload, field, words):
-    with pytest.raises(score.ScoringInputError) as err:
-        score.parse_patients(payload)
+    with pytest.raises(ScoringInputError) as err:
+        parse_patients(payload)
     assert err.value.problems[0]["field"] == field
     assert str(err.value).startswith(f"{field}: ")
     assert words in str(err.value)
@@ -217,58 +227,72 @@ def test_bad_patient_names_the_field(payload, field, words):
 
 def test_bad_rows_of_a_table_are_numbered():
     rows = pd.DataFrame([patient(id="a"), patient(id="b", histology="small cell")])
-    with pytest.raises(score.ScoringInputError, match=r"row 2: histology: Input should be"):
-        score.parse_patients(rows)
-    with pytest.raises(score.ScoringInputError, match="at least one patient"):
-        score.parse_patients([])
+    with pytest.raises(ScoringInputError, match=r"row 2: histology: Input should be"):
+        parse_patients(rows)
+    with pytest.raises(ScoringInputError, match="at least one patient"):
+        parse_patients([])
 
 
 def test_table_check_agrees_with_the_record_check(twin_small):
     """The vectorised table path gives what pydantic gives record by record."""
-    table = twin_small.data.head(40).drop(columns=list(schema.OUTCOMES)).copy()
+    table = twin_small.data.head(40).drop(columns=list(OUTCOMES)).copy()
     table.loc[3, "pdl1"] = np.nan
     records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
-    by_record = score.parse_patients(records)
+    by_record = parse_patients(records)
     mixed = table.astype({"age": object})
     mixed.loc[5, "age"] = str(mixed.loc[5, "age"])          # text number: pydantic's lax parse
-    pd.testing.assert_frame_equal(score.parse_patients(mixed), by_record)
+    pd.testing.assert_frame_equal(parse_patients(mixed), by_record)
     numbered = table.assign(id=np.arange(100, 140))           # numeric ids from a CSV
-    assert score.parse_patients(numbered)["id"].iloc[0] == "100"
+    assert parse_patients(numbered)["id"].iloc[0] == "100"
     bad = table.copy()
     bad.loc[7, "ecog"] = 4
     bad.loc[9, "sex"] = "other"
-    with pytest.raises(score.ScoringInputError) as err:
-        score.parse_patients(bad)
+    with pytest.raises(ScoringInputError) as err:
+        parse_patients(bad)
     assert [p["field"] for p in err.value.problems] == ["row 8: ecog", "row 10: sex"]
-    with pytest.raises(score.ScoringInputError, match="row 1: smoker: unknown field"):
-        score.parse_patients(table.assign(smoker="yes"))
-    with pytest.raises(score.ScoringInputError, match="row 1: treatment: field required"):
-        score.parse_patients(table.drop(columns=["treatment"]))
+    with pytest.raises(ScoringInputError, match="row 1: smoker: unknown field"):
+        parse_patients(table.assign(smoker="yes"))
+    with pytest.raises(ScoringInputError, match="row 1: treatment: field required"):
+        parse_patients(table.drop(columns=["treatment"]))
+
+
+@pytest.mark.parametrize("column", ["age", "pfs1_months", "ecog"])
+def test_range_edges_are_the_contracts_for_records_and_tables(column):
+    """At the edges of a range, one record (pydantic) and a table (the vectorised check first)
+    accept and refuse the same values: the contract's, with its open or closed lower end."""
+    col = BY_NAME[column]
+    edges = {col.low: col.low_inclusive, col.high: True, col.high + 1: False, col.low - 1: False}
+    for value, allowed in edges.items():
+        one = patient(id="b", **{column: value})
+        for payload in (one, pd.DataFrame([patient(id="a"), one])):
+            if allowed:
+                assert parse_patients(payload)[column].iloc[-1] == value
+            else:
+                with pytest.raises(ScoringInputError, match=column):
+                    parse_patients(payload)
 
 
 def test_long_problem_lists_are_cut_in_the_message(twin_small):
     table = twin_small.data.head(60).assign(age=500)
-    with pytest.raises(score.ScoringInputError) as err:
-        score.parse_patients(table)
+    with pytest.raises(ScoringInputError) as err:
+        parse_patients(table)
     assert len(err.value.problems) == 60
-    assert str(err.value).count("\n") == score.MAX_PROBLEMS_SHOWN
+    assert str(err.value).count("\n") == inputs.MAX_PROBLEMS_SHOWN
     assert str(err.value).endswith("and 40 more problem(s)")
 
 
 def test_outcome_columns_of_a_cohort_table_are_ignored(twin_small):
-    frame = score.parse_patients(twin_small.data)
-    assert list(frame.columns) == ["id", *score.SCORE_FEATURES]
+    frame = parse_patients(twin_small.data)
+    assert list(frame.columns) == ["id", *SCORE_FEATURES]
     assert len(frame) == len(twin_small.data)
 
 
 # ------------------------------------------------------------------ MLflow pyfunc and registry
 
 
-def test_pyfunc_registry_and_default_model(mlflow_store, data):
+def test_pyfunc_registry_and_default_model(mlflow_store, scorers, data):
     """Registered pyfunc == in-process numbers; `resolve_scorer()` registers a default once."""
-    from ml.tracking import mlflow_io as tracking
-
-    scorer = score.fit_scorer("xgb_cox", data, n_estimators=60)
+    scorer = scorers["xgb_cox"]
     reg = tracking.register_survival_model(scorer, "rechallenge-pfs-xgb_cox")
     assert reg["uri"] == "models:/rechallenge-pfs-xgb_cox@champion"
     assert tracking.champion("rechallenge-pfs-xgb_cox")["version"] == reg["version"]
@@ -276,31 +300,33 @@ def test_pyfunc_registry_and_default_model(mlflow_store, data):
     pyfunc = tracking.load_pyfunc(reg["uri"])
     pd.testing.assert_frame_equal(pyfunc.predict(X), scorer.score(X))
     signature = pyfunc.metadata.signature
-    assert [c.name for c in signature.inputs.inputs] == ["id", *score.SCORE_FEATURES]
-    assert [c.name for c in signature.outputs.inputs] == list(score.OUTPUT_COLUMNS)
+    assert [c.name for c in signature.inputs.inputs] == ["id", *SCORE_FEATURES]
+    assert [c.name for c in signature.outputs.inputs] == list(results.OUTPUT_COLUMNS)
     assert pyfunc.metadata.saved_input_example_info is not None
     bad = X.head(2).copy()
     bad.loc[bad.index[1], "age"] = 300.0
-    with pytest.raises(Exception, match=r"row 2: age: Input should be less than or equal to 110"):
+    message = r"row 2: age: Input should be less than or equal to 110"
+    with pytest.raises(MlflowException, match=message) as err:
         pyfunc.predict(bad)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"  # HTTP 400 from `mlflow models serve`
     loaded = tracking.load_survival_model(reg["uri"])
     pd.testing.assert_frame_equal(loaded.score(X), scorer.score(X))
 
-    first, uri, notes = score.resolve_scorer(None)
-    assert uri == score.DEFAULT_MODEL_URI and "registered it as version 1" in notes[0]
-    again, uri2, notes2 = score.resolve_scorer(None)
-    assert uri2 == score.DEFAULT_MODEL_URI and notes2 == []
+    first, uri, notes = resolve.resolve_scorer(None)
+    assert uri == resolve.DEFAULT_MODEL_URI and "registered it as version 1" in notes[0]
+    again, uri2, notes2 = resolve.resolve_scorer(None)
+    assert uri2 == resolve.DEFAULT_MODEL_URI and notes2 == []
     pd.testing.assert_frame_equal(again.score(X), first.score(X))
     with pytest.raises(ValueError, match="cannot load a model"):
-        score.resolve_scorer("models:/no-such-model@champion")
+        resolve.resolve_scorer("models:/no-such-model@champion")
 
 
-def test_sklearn_flavoured_pipeline_gets_reference_cutoffs(data):
-    scorer, notes = score.scorer_from(score.fit_scorer("cox", data).pipeline)
+def test_sklearn_flavoured_pipeline_gets_reference_cutoffs(scorers):
+    scorer, notes = resolve.scorer_from(scorers["cox"].pipeline)
     assert "cut-offs" in notes[0] and "twin" in notes[0]
-    assert scorer.score(patient())["risk_group"].iloc[0] in score.RISK_GROUPS
+    assert scorer.score(patient())["risk_group"].iloc[0] in results.RISK_GROUPS
     with pytest.raises(ValueError, match="not a survival pipeline"):
-        score.scorer_from(object())
+        resolve.scorer_from(object())
 
 
 # ------------------------------------------------------------------ CLI
@@ -331,7 +357,7 @@ def test_cli_scores_a_table_to_csv(saved_model, tmp_path, twin_small):
     result = CliRunner().invoke(app, ["score", "--data", str(table), "--model", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     got = pd.read_csv(out)
-    assert len(got) == 25 and list(got.columns) == list(score.OUTPUT_COLUMNS)
+    assert len(got) == 25 and list(got.columns) == list(results.OUTPUT_COLUMNS)
     np.testing.assert_allclose(got["risk_score"], scorer.score(twin_small.data.head(25))["risk_score"])
 
 
@@ -358,15 +384,6 @@ def test_cli_bad_input_exits_2(saved_model, tmp_path, args, message):
 @pytest.mark.slow
 def test_mlflow_models_serve_gives_the_same_numbers(saved_model):
     """`mlflow models serve -m <model> --env-manager local` answers like the in-process scorer."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
     path, scorer = saved_model
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -392,7 +409,8 @@ def test_mlflow_models_serve_gives_the_same_numbers(saved_model):
         resp = httpx.post(url + "/invocations", json={"dataframe_records": rows}, timeout=60)
         assert resp.status_code == 200, resp.text
         got = pd.DataFrame(resp.json()["predictions"])
-        pd.testing.assert_frame_equal(got[list(score.OUTPUT_COLUMNS)], scorer.score(rows), check_dtype=False)
+        want = scorer.score(rows)
+        pd.testing.assert_frame_equal(got[list(results.OUTPUT_COLUMNS)], want, check_dtype=False)
         bad = httpx.post(url + "/invocations", json={"dataframe_records": [patient(age=300)]}, timeout=60)
         assert bad.status_code == 400 and "age: Input should be less than or equal to 110" in bad.text
     finally:

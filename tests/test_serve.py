@@ -10,25 +10,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import datasets, schema
+from features import datasets
+from features.contract import BY_NAME, FEATURES
+from features.patient import EXAMPLE_PATIENT
 from ml.serving import app as serve
-from ml.serving import scorer as score
+from ml.serving.inputs import ScoringInputError, parse_patients
+from ml.serving.resolve import fit_scorer
+from ml.serving.results import RISK_GROUPS
+from ml.tracking import mlflow_io as tracking
 
 
 def patient(**changes):
-    return {**score.EXAMPLE_PATIENT, **changes}
+    return {**EXAMPLE_PATIENT, **changes}
 
 
 @pytest.fixture(scope="module")
 def scorer():
-    return score.fit_scorer("xgb_cox", datasets.twin(n=300, seed=11), n_estimators=60)
+    return fit_scorer("xgb_cox", datasets.twin(n=300, seed=11), n_estimators=60)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, scorer):
     """The survival pyfunc saved to a directory: the service loads it like any model URI."""
-    from ml.tracking import mlflow_io as tracking
-
     root = tmp_path_factory.mktemp("served")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
@@ -94,7 +97,7 @@ def test_concurrent_clients_get_consistent_answers(server):
 
 @pytest.mark.parametrize(("body", "field", "words"), [
     (patient(pdl1="high"), "pdl1", "'<1%', '1-49%', '>=50%' or 'unknown'"),
-    ({k: v for k, v in score.EXAMPLE_PATIENT.items() if k != "treatment"}, "treatment", "field required"),
+    ({k: v for k, v in EXAMPLE_PATIENT.items() if k != "treatment"}, "treatment", "field required"),
     (patient(age="old"), "age", "valid number"),
     (patient(age=300), "age", "less than or equal to 110"),
     (patient(pfs1_months=-3), "pfs1_months", "greater than 0"),
@@ -116,8 +119,8 @@ def test_bad_input_is_422_naming_the_field(client, body, field, words):
 
 def test_same_message_as_the_cli(client):
     """The CLI prints `<file>: <message>`; the message is the service's."""
-    with pytest.raises(score.ScoringInputError) as err:
-        score.parse_patients(patient(age=300))
+    with pytest.raises(ScoringInputError) as err:
+        parse_patients(patient(age=300))
     assert client.post("/score", json=patient(age=300)).json()["message"] == str(err.value)
 
 
@@ -155,9 +158,10 @@ def test_other_routes_answer_cleanly(client):
 def test_openapi_documents_the_contract(client):
     spec = client.get("/openapi.json").json()
     props = spec["components"]["schemas"]["PatientIn"]["properties"]
-    assert set(props) == {"id", *score.SCORE_FEATURES}
+    assert set(props) == {"id", *FEATURES}
     sex = json.dumps(props["sex"])
-    assert all(label in sex for label in schema.CATEGORIES["sex"])
+    assert all(label in sex for label in BY_NAME["sex"].levels)
+    assert props["pfs1_months"]["title"] == "First-line PFS"  # the contract's label
     assert "/score" in spec["paths"] and "413" in spec["paths"]["/score"]["post"]["responses"]
 
 
@@ -167,6 +171,22 @@ def test_page_is_self_contained(client):
     assert "http://" not in page.text.replace('"http://www.w3.org/2000/svg"', "")
     assert "https://" not in page.text and "<script src" not in page.text
     assert '"name": "prior_response"' in page.text
+
+
+def test_page_form_follows_the_contract(client):
+    page = client.get("/").text
+    fields = json.loads(page.split("const FIELDS = ", 1)[1].split(";\n", 1)[0])
+    assert [f["name"] for f in fields] == list(FEATURES)
+    by_name = {f["name"]: f for f in fields}
+    assert (by_name["age"]["min"], by_name["age"]["max"], by_name["age"]["unit"]) == (18, 110, "years")
+    assert by_name["pfs1_months"]["interval"] == "(0, 600]"
+    assert by_name["ecog"]["options"] == ["0", "1", "2"] and by_name["ecog"]["numeric"]
+    assert by_name["pdl1"]["options"] == ["<1%", "1-49%", ">=50%", "unknown"]
+    assert by_name["treatment"]["required"] and not by_name["pdl1"]["required"]
+    assert by_name["prior_response"]["label"] == "Best response to first-line immunotherapy"
+    as_sent = {f["name"]: float(f["default"]) if f["kind"] == "number" or f["numeric"] else f["default"]
+               for f in fields}
+    assert client.post("/score", json=as_sent).status_code == 200  # the form's defaults are a valid patient
 
 
 def test_a_model_location_cannot_come_from_a_request(client, model_dir):
@@ -193,7 +213,7 @@ def _payloads(draw):
     kind = draw(st.sampled_from(["patient", "batch", "raw"]))
     if kind == "raw":
         return draw(_json)
-    body = dict(score.EXAMPLE_PATIENT)
+    body = dict(EXAMPLE_PATIENT)
     for key in draw(st.lists(st.sampled_from(sorted(body)), max_size=4, unique=True)):
         if draw(st.booleans()):
             body[key] = draw(_value)
@@ -201,7 +221,7 @@ def _payloads(draw):
             del body[key]
     if draw(st.booleans()):
         body[draw(st.text(min_size=1, max_size=6))] = draw(_value)
-    return {"patients": [body, dict(score.EXAMPLE_PATIENT)]} if kind == "batch" else body
+    return {"patients": [body, dict(EXAMPLE_PATIENT)]} if kind == "batch" else body
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -213,4 +233,4 @@ def test_random_payloads_never_give_a_500(client, payload):
     if resp.status_code == 422:
         assert body["errors"] and all(e["field"] for e in body["errors"])
     else:
-        assert body["results"][0]["risk_group"] in score.RISK_GROUPS
+        assert body["results"][0]["risk_group"] in RISK_GROUPS

@@ -4,7 +4,8 @@
     POST /score          one patient object, or {"patients": [...]}; ?curve=true adds S(t) points
     GET  /               a page for clinicians: a form for one patient, the PFS curve, the risk
                          group and the features pushing the risk up and down (no external assets)
-    GET  /openapi.json   the contract (pydantic models built from features.schema); /docs renders it
+    GET  /openapi.json   the contract (`features.patient.PatientIn`, generated from the cohort
+                         contract); /docs renders it
 
 The model is loaded once, at start, from the configured URI (models:/NAME@ALIAS, a run or a
 local path); no request can name another location. Bad input gets 422 with the offending
@@ -16,18 +17,24 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
+import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from features import schema
-from ml.serving import scorer as score
+from features.patient import PatientIn, form_fields
+from ml.serving.inputs import ScoringInputError, frame_from_models, problems_from
+from ml.serving.resolve import load_scorer
+from ml.serving.results import RISK_GROUPS, to_records
+from ml.serving.scorer import SurvivalScorer
 
 log = logging.getLogger("rechallenge.serve")
 
@@ -41,7 +48,7 @@ class ScoreRequest(BaseModel):
     """Several patients at once."""
 
     model_config = ConfigDict(extra="forbid")
-    patients: list[score.PatientIn] = Field(..., min_length=1, max_length=MAX_PATIENTS)
+    patients: list[PatientIn] = Field(..., min_length=1, max_length=MAX_PATIENTS)
 
 
 def _body_kind(value: Any) -> str | None:
@@ -49,13 +56,13 @@ def _body_kind(value: Any) -> str | None:
         return "batch" if "patients" in value else "patient"
     if isinstance(value, ScoreRequest):
         return "batch"
-    if isinstance(value, score.PatientIn):
+    if isinstance(value, PatientIn):
         return "patient"
     return None
 
 
 ScoreBody = Annotated[
-    Annotated[score.PatientIn, Tag("patient")] | Annotated[ScoreRequest, Tag("batch")],
+    Annotated[PatientIn, Tag("patient")] | Annotated[ScoreRequest, Tag("batch")],
     Discriminator(_body_kind, custom_error_type="body_shape",
                   custom_error_message='the body must be one patient object or {"patients": [...]}'),
 ]
@@ -76,7 +83,7 @@ class PatientScore(BaseModel):
     id: str
     risk_score: float = Field(..., description="the model's risk score, higher = worse")
     risk_percentile: float = Field(..., description="percent of training patients with lower risk")
-    risk_group: Literal[score.RISK_GROUPS]
+    risk_group: Literal[RISK_GROUPS]
     survival: dict[str, float | None] = Field(..., description="P(PFS > t) at 3, 6, 12, 24 months")
     median_pfs_months: float | None = Field(..., description="null when not reached")
     median_pfs: str
@@ -121,28 +128,8 @@ def _validation_problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             problems.append({"field": "body", "message": "a JSON body is required (one patient object "
                              'or {"patients": [...]})'})
             continue
-        problems += score.problems_from([{**err, "loc": loc}], skip=_BODY_TAGS)
+        problems += problems_from([{**err, "loc": loc}], skip=_BODY_TAGS)
     return problems
-
-
-def form_fields() -> list[dict[str, Any]]:
-    """The page's form, from the cohort contract (kept in step with the API's model)."""
-    fields = []
-    for column in score.SCORE_FEATURES:
-        default = score.EXAMPLE_PATIENT[column]
-        if column in schema.ORDINAL_LEVELS:
-            options = [str(int(v)) for v in schema.ORDINAL_LEVELS[column]]
-            fields.append({"name": column, "kind": "select", "numeric": True, "options": options,
-                           "default": str(default), "required": False})
-        elif column in schema.NUMERIC_RANGES:
-            lo, hi = schema.NUMERIC_RANGES[column]
-            fields.append({"name": column, "kind": "number", "min": lo, "max": hi, "default": default,
-                           "required": False})
-        else:
-            fields.append({"name": column, "kind": "select", "numeric": False,
-                           "options": list(schema.CATEGORIES[column]), "default": default,
-                           "required": column == schema.TREATMENT})
-    return fields
 
 
 class BodySizeLimit:
@@ -188,42 +175,33 @@ def _page() -> str:
     return html.replace("/*__FORM_FIELDS__*/[]", json.dumps(form_fields()))
 
 
-def create_app(model_uri: str | None = None, *, scorer: score.SurvivalScorer | None = None,
-               notes: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The service for the model at `model_uri` (loaded once, here), or for a fitted `scorer`."""
-    if scorer is None:
-        if model_uri is None:
-            raise ValueError("create_app needs a model URI or a fitted scorer")
-        scorer, notes = load(model_uri)
-    scorer.warm()
-    info = {**scorer.info(), "uri": model_uri or "in-process", "notes": list(notes or [])}
+async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error(422, _validation_problems(list(exc.errors())))
+
+
+async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 413:
+        return _error(413, [{"field": "body", "message": str(exc.detail)}])
+    return JSONResponse({"message": str(exc.detail), "errors": []}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _on_input(request: Request, exc: ScoringInputError) -> JSONResponse:
+    return _error(422, exc.problems)
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("scoring failed")
+    return _error(500, [], message=f"internal error ({type(exc).__name__}); see the server log")
+
+
+ERROR_HANDLERS = ((RequestValidationError, _on_validation), (StarletteHTTPException, _on_http),
+                  (ScoringInputError, _on_input), (Exception, _on_error))
+
+
+def _add_routes(app: FastAPI, scorer: SurvivalScorer, info: dict[str, Any]) -> None:
     lock = threading.Lock()  # scoring is CPU-bound; one at a time keeps shap/xgboost state safe
     page = _page()
-
-    app = FastAPI(title="rechallenge PFS scoring", version="1",
-                  description="Progression-free survival risk after immunotherapy rechallenge in "
-                  "advanced NSCLC: risk group, survival curve, median PFS and explanation per patient.")
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _validation_problems(list(exc.errors())))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 413:
-            return _error(413, [{"field": "body", "message": str(exc.detail)}])
-        return JSONResponse({"message": str(exc.detail), "errors": []}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(score.ScoringInputError)
-    async def _on_input(request: Request, exc: score.ScoringInputError) -> JSONResponse:
-        return _error(422, exc.problems)
-
-    @app.exception_handler(Exception)
-    async def _on_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("scoring failed")
-        return _error(500, [], message=f"internal error ({type(exc).__name__}); see the server log")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -234,24 +212,34 @@ def create_app(model_uri: str | None = None, *, scorer: score.SurvivalScorer | N
     def score_patients(body: ScoreBody,
                        curve: bool = Query(False, description="add S(t) points for a plot")) -> JSONResponse:
         patients = body.patients if isinstance(body, ScoreRequest) else [body]
-        frame = score.frame_from_models(patients)
+        frame = frame_from_models(patients)
         with lock:
             result = scorer.result_for(frame, curve=curve)
         # built from the model's own records (tested against ScoreResponse); skip re-validating
-        return JSONResponse({"model": info, "results": score.to_records(result)})
+        return JSONResponse({"model": info, "results": to_records(result)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(page)
 
+
+def create_app(model_uri: str | None = None, *, scorer: SurvivalScorer | None = None,
+               notes: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The service for the model at `model_uri` (loaded once, here), or for a fitted `scorer`."""
+    if scorer is None:
+        if model_uri is None:
+            raise ValueError("create_app needs a model URI or a fitted scorer")
+        scorer, notes = load_scorer(model_uri)
+    scorer.warm()
+    info = {**scorer.info(), "uri": model_uri or "in-process", "notes": list(notes or [])}
+    app = FastAPI(title="rechallenge PFS scoring", version="1",
+                  description="Progression-free survival risk after immunotherapy rechallenge in "
+                  "advanced NSCLC: risk group, survival curve, median PFS and explanation per patient.")
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    for exc_class, handler in ERROR_HANDLERS:
+        app.add_exception_handler(exc_class, handler)
+    _add_routes(app, scorer, info)
     return app
-
-
-def load(model_uri: str) -> tuple[score.SurvivalScorer, list[str]]:
-    """The scorer behind a model URI or path (ValueError if there is none)."""
-    from ml.tracking import mlflow_io as tracking
-
-    return score.scorer_from(tracking.load_survival_model(model_uri))
 
 
 class BackgroundServer:
@@ -267,11 +255,6 @@ class BackgroundServer:
         self.start_timeout = start_timeout
 
     def __enter__(self) -> BackgroundServer:
-        import socket
-        import time
-
-        import uvicorn
-
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((self.host, 0))

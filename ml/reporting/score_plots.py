@@ -1,0 +1,30 @@
+"""One patient's predicted PFS curve (matplotlib), drawn from plain arrays on a given `ax`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CURVE_COLOR = "#23395d"
+MEDIAN_COLOR = "#c62828"
+
+
+def plot_survival_curve(ax: Any, months: np.ndarray, survival: np.ndarray, *, median: float,
+                        horizons: Sequence[float] = (), horizon_survival: Sequence[float] = (),
+                        title: str = "") -> Any:
+    """S(t) as a step function on `months`, the median (if reached within the plot) as a
+    dashed line and S at `horizons` as dots; returns `ax`."""
+    end = months[-1]
+    ax.step(months, survival, where="post", color=CURVE_COLOR, lw=2)
+    ax.axhline(0.5, color="0.6", ls="--", lw=0.8)
+    if np.isfinite(median) and median <= end:
+        ax.axvline(median, ymax=0.5, color=MEDIAN_COLOR, ls="--", lw=0.8)
+    for t, s in zip(horizons, horizon_survival, strict=True):
+        if np.isfinite(s) and t <= end:
+            ax.plot([t], [s], "o", color=CURVE_COLOR, ms=4)
+    ax.set(xlim=(0, end), ylim=(0, 1.02), xlabel="months since start of rechallenge", ylabel="P(PFS > t)",
+           title=title)
+    ax.grid(alpha=0.3)
+    return ax
