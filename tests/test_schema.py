@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features import schema
-from features.contract import BY_NAME, SPEC
+from features.contract import BY_NAME, COLUMNS, SPEC
 from features.pipeline import build_preprocessor, infer_spec
 from features.schema import CohortValidationError, validate
 
@@ -52,7 +52,7 @@ def only_problem(df: pd.DataFrame) -> schema.Problem:
 
 def test_valid_table_passes_and_is_typed():
     out = validate(good_table())
-    assert list(out.columns) == list(schema.COLUMNS)
+    assert list(out.columns) == list(COLUMNS)
     assert out["pfs_event"].dtype == "int64"
     assert out["age"].dtype == "float64"
     assert out["ecog"].dtype == "float64"
