@@ -124,6 +124,11 @@ NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 """Ranges of the numeric covariates (closed, except where `low_inclusive` is False)."""
 CATEGORICAL_COVARIATES: tuple[str, ...] = tuple(c for c in COVARIATES if c in CATEGORIES)
 NUMERIC_COVARIATES: tuple[str, ...] = tuple(c for c in COVARIATES if c in NUMERIC_RANGES)
+CONTINUOUS_COVARIATES: tuple[str, ...] = tuple(c for c in COVARIATES if BY_NAME[c].kind == "number")
+"""Numeric covariates modelled as numbers (ordinal scores are modelled as categories)."""
+ORDINAL_COVARIATES: tuple[str, ...] = tuple(c for c in COVARIATES if c in ORDINAL_LEVELS)
+MONTH_COLUMNS: tuple[str, ...] = tuple(c.name for c in SPEC if c.unit == "months")
+"""Durations, in months in a cohort table (a user's table may give them in other units)."""
 
 
 def level_name(level: object) -> str:

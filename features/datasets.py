@@ -1,24 +1,29 @@
-"""Survival data sets in one frame shape, for the benchmark and any other model run.
+"""Survival data sets in one frame shape: the only place a `SurvivalData` is made.
 
 `SurvivalData` = a DataFrame holding the time and event columns and the features, plus
 what is needed to model it: the feature spec (numeric / categorical with levels), the
 treatment column if there is one (for IPTW), horizons and the truncation time for the
 metrics, and, for the digital twin, the true linear predictor (the oracle risk score).
 
-Sources: the digital twin (`twin`), scikit-survival's bundled real data sets
-(`public`: veterans, gbsg2, whas500, aids, flchain), and any user table (`from_table`).
+Sources: the digital twin (`twin`), a cohort table of the contract (`from_cohort`),
+scikit-survival's bundled real data sets (`public`: veterans, gbsg2, whas500, aids, flchain),
+and any user table (`from_table`). The survival target is always scikit-survival's structured
+array, built by `Surv.from_arrays` (`survival_target`, `SurvivalData.y`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sksurv import datasets as sksurv_datasets
+from sksurv.util import Surv
 
-from features import schema
+from features.contract import ENDPOINTS, TREATED, TREATMENT
 from features.pipeline import ONE_HOT_SEPARATOR, FeatureSpec, cohort_spec, infer_spec
+from features.twin import TwinConfig, generate
 
 PUBLIC = ("veterans", "gbsg2", "whas500", "aids", "flchain")
 DATASETS = ("twin", *PUBLIC)
@@ -30,6 +35,18 @@ TAU_QUANTILE = 0.8
 
 class DatasetError(ValueError):
     """A table that cannot be used as survival data (missing column, no events, ...)."""
+
+
+def _surv(event: object, time: object) -> np.ndarray:
+    # events as booleans first: from_arrays refuses a 0/1 array holding one value only,
+    # which a data set without censoring (or one fold of it) is
+    return Surv.from_arrays(event=np.asarray(event).astype(bool), time=np.asarray(time, dtype=float))
+
+
+def survival_target(df: pd.DataFrame, endpoint: str = "pfs") -> np.ndarray:
+    """The one outcome type of a cohort table: a structured array (event: bool, time: float), months."""
+    time, event = _endpoint_columns(endpoint)
+    return _surv(df[event], df[time])
 
 
 @dataclass
@@ -54,10 +71,7 @@ class SurvivalData:
 
     @property
     def y(self) -> np.ndarray:
-        y = np.empty(len(self.frame), dtype=[("event", bool), ("time", float)])
-        y["event"] = self.frame[self.event].to_numpy().astype(bool)
-        y["time"] = self.frame[self.time].to_numpy(dtype=float)
-        return y
+        return _surv(self.frame[self.event], self.frame[self.time])
 
     @property
     def treatment_column(self) -> str | None:
@@ -72,64 +86,99 @@ class SurvivalData:
         return max(self.horizons, key=self.horizons.get)
 
 
-def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs") -> SurvivalData:
-    """The digital-twin cohort (twin.generate defaults: n = 101, the named seed)."""
-    from features import twin as twin_module
+# ------------------------------------------------------------------- cohort tables
 
-    if endpoint not in schema.ENDPOINTS:
-        raise DatasetError(f"unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
-    cohort = twin_module.generate(n=n, seed=seed)
-    time, event = schema.ENDPOINTS[endpoint]
+
+def _endpoint_columns(endpoint: str) -> tuple[str, str]:
+    if endpoint not in ENDPOINTS:
+        raise DatasetError(f"unknown endpoint '{endpoint}'; choose from {', '.join(ENDPOINTS)}")
+    return ENDPOINTS[endpoint]
+
+
+def from_cohort(df: pd.DataFrame, endpoint: str = "pfs", name: str = "cohort",
+                source: str = "") -> SurvivalData:
+    """A cohort table of the contract (validated: `features.schema.validate`) as SurvivalData.
+
+    The features are the contract's covariates and the treatment (`cohort_spec`); the
+    horizons (6 and 12 months) and the truncation time (24 months) are the study's.
+    """
+    time, event = _endpoint_columns(endpoint)
     spec = cohort_spec(include_treatment=True)
-    frame = cohort.data[[*spec.columns, time, event]].copy()
-    truth_col = f"true_lp_{endpoint}"
-    truth = cohort.truth[truth_col].to_numpy(dtype=float) if truth_col in cohort.truth else None
-    notes = [] if truth is not None else [f"no true linear predictor for {endpoint}: no oracle row"]
+    columns = [*spec.columns, time, event]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(f"not a cohort table: no column(s) {', '.join(missing)}")
     return SurvivalData(
-        name=f"twin (n={len(frame)}, seed {cohort.seed})", frame=frame, time=time, event=event, spec=spec,
-        horizons=dict(TWIN_HORIZONS), tau=TWIN_TAU, treatment=schema.TREATMENT, treated=schema.TREATED,
-        truth=truth, source=f"features.twin.generate(n={len(frame)}, seed={cohort.seed})", notes=notes,
-    )
+        name=name, frame=df[columns].reset_index(drop=True), time=time, event=event, spec=spec,
+        horizons=dict(TWIN_HORIZONS), tau=TWIN_TAU, treatment=TREATMENT, treated=TREATED,
+        source=source or name)
 
 
-def _sksurv_frame(name: str) -> tuple[pd.DataFrame, np.ndarray, str | None, str | None, list[str]]:
-    from sksurv import datasets as sk
+def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs",
+         config: TwinConfig | None = None) -> SurvivalData:
+    """A digital-twin cohort, with its true linear predictor as the oracle.
 
-    drops, notes = [], []
-    treatment = treated = None
-    if name == "veterans":
-        X, y = sk.load_veterans_lung_cancer()
-        treatment, treated = "Treatment", "test"
-    elif name == "gbsg2":
-        X, y = sk.load_gbsg2()
-        treatment, treated = "horTh", "yes"
-    elif name == "whas500":
-        X, y = sk.load_whas500()
-    elif name == "aids":
-        X, y = sk.load_aids(endpoint="aids")
-        treatment, treated = "tx", "1"
-        drops = ["txgrp"]
-        notes.append("aids: 'txgrp' dropped (a recoding of the treatment arm 'tx')")
-    elif name == "flchain":
-        X, y = sk.load_flchain()
-        drops = ["chapter"]
-        notes.append("flchain: 'chapter' dropped (cause of death, recorded after baseline)")
+    Defaults as in `features.twin.generate`: n = 101, the config's named seed, the default config.
+    """
+    cohort = generate(n=n, seed=seed, config=config)
+    n_drawn = len(cohort.data)
+    call = f"n={n_drawn}, seed={cohort.seed}" + (f", config {config.version}" if config else "")
+    data = from_cohort(cohort.data, endpoint, name=f"twin (n={n_drawn}, seed {cohort.seed})",
+                       source=f"features.twin.generate({call})")
+    truth_col = f"true_lp_{endpoint}"
+    if truth_col in cohort.truth:
+        data.truth = cohort.truth[truth_col].to_numpy(dtype=float)
     else:
-        raise DatasetError(f"unknown data set '{name}'; choose from {', '.join(DATASETS)}")
-    return X.drop(columns=drops), y, treatment, treated, notes
+        data.notes.append(f"no true linear predictor for {endpoint}: no oracle row")
+    return data
+
+
+# -------------------------------------------------------------------- public sets
+
+
+@dataclass(frozen=True)
+class _PublicSet:
+    """How one of scikit-survival's data sets is read: loader, treatment arm, dropped columns."""
+
+    load: Callable[[], tuple[pd.DataFrame, np.ndarray]]
+    treatment: str | None = None
+    treated: str | None = None
+    drop: tuple[str, ...] = ()
+    note: str = ""
+
+
+_PUBLIC_SETS = {
+    "veterans": _PublicSet(sksurv_datasets.load_veterans_lung_cancer, "Treatment", "test"),
+    "gbsg2": _PublicSet(sksurv_datasets.load_gbsg2, "horTh", "yes"),
+    "whas500": _PublicSet(sksurv_datasets.load_whas500),
+    "aids": _PublicSet(lambda: sksurv_datasets.load_aids(endpoint="aids"), "tx", "1", ("txgrp",),
+                       "aids: 'txgrp' dropped (a recoding of the treatment arm 'tx')"),
+    "flchain": _PublicSet(sksurv_datasets.load_flchain, drop=("chapter",),
+                          note="flchain: 'chapter' dropped (cause of death, recorded after baseline)"),
+}
+
+
+def _as_text_categories(X: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
+    """Categorical columns as plain text labels, with their levels in the data set's own order."""
+    frame = X.copy()
+    levels: dict[str, tuple[str, ...]] = {}
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            levels[col] = tuple(str(c) for c in frame[col].cat.categories)
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), np.nan).map(
+                lambda v: v if pd.isna(v) else str(v))
+    return frame, levels
 
 
 def public(name: str) -> SurvivalData:
     """A scikit-survival data set; times in days; horizons at event-time quantiles."""
-    X, y, treatment, treated, notes = _sksurv_frame(name)
+    if name not in _PUBLIC_SETS:
+        raise DatasetError(f"unknown data set '{name}'; choose from {', '.join(DATASETS)}")
+    known = _PUBLIC_SETS[name]
+    X, y = known.load()
+    frame, categorical = _as_text_categories(X.drop(columns=list(known.drop)))
+    notes = [known.note] if known.note else []
     event_name, time_name = y.dtype.names
-    frame = X.copy()
-    categorical: dict[str, tuple | None] = {}
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            categorical[col] = tuple(str(c) for c in frame[col].cat.categories)
-            frame[col] = frame[col].astype(object).where(frame[col].notna(), np.nan).map(
-                lambda v: v if pd.isna(v) else str(v))
     numeric = tuple(c for c in frame.columns if c not in categorical)
     frame["time"] = np.asarray(y[time_name], dtype=float)
     frame["event"] = np.asarray(y[event_name]).astype(int)
@@ -137,17 +186,20 @@ def public(name: str) -> SurvivalData:
     if nonpositive.any():
         notes.append(f"{name}: {int(nonpositive.sum())} row(s) with follow-up time 0 dropped")
         frame = frame[~nonpositive].reset_index(drop=True)
-    data = from_table(frame, "time", "event", treatment=treatment, treated=treated, name=name,
-                      categorical=tuple(categorical), numeric=numeric, time_unit="days",
+    data = from_table(frame, "time", "event", treatment=known.treatment, treated=known.treated,
+                      name=name, categorical=tuple(categorical), numeric=numeric, time_unit="days",
                       source=f"sksurv.datasets ({name})")
     # keep the data set's own level order (first level = reference)
     levels = {c: lv for c, lv in categorical.items() if c in data.spec.categorical}
     data.spec = FeatureSpec(numeric=data.spec.numeric, categorical={**data.spec.categorical, **levels})
-    if treatment is not None:
-        control = next(v for v in levels[treatment] if v != treated)
-        data.spec.categorical[treatment] = (control, treated)
+    if known.treatment is not None:
+        control = next(v for v in levels[known.treatment] if v != known.treated)
+        data.spec.categorical[known.treatment] = (control, known.treated)
     data.notes = notes + data.notes
     return data
+
+
+# --------------------------------------------------------------------- any table
 
 
 def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None = None,
@@ -162,45 +214,16 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
     for a missing or invalid outcome column, a treatment column that is not two groups,
     or a feature that is entirely missing.
     """
-    for role, col in (("time", time), ("event", event)):
-        if col not in df.columns:
-            columns = ", ".join(map(str, df.columns))
-            raise DatasetError(f"no {role} column '{col}' in the table (columns: {columns})")
-    unknown = [c for c in drop if c not in df.columns]
-    if unknown:
-        raise DatasetError(f"cannot drop {', '.join(unknown)}: no such column")
-    frame = df.drop(columns=list(drop)).reset_index(drop=True)
-    times = pd.to_numeric(frame[time], errors="coerce")
-    if times.isna().any() or not np.all(np.isfinite(times)) or (times <= 0).any():
-        bad = int((times.isna() | ~np.isfinite(times) | (times <= 0)).sum())
-        raise DatasetError(f"time column '{time}': {bad} row(s) missing, not a number or <= 0")
-    events = frame[event]
-    if pd.api.types.is_bool_dtype(events):
-        events = events.astype(int)
-    events = pd.to_numeric(events, errors="coerce")
-    if events.isna().any() or not events.isin([0, 1]).all():
-        raise DatasetError(f"event column '{event}' must hold 0/1 (or true/false) on every row")
-    if events.sum() == 0:
-        raise DatasetError(f"event column '{event}' has no events: nothing to model")
-    frame[time], frame[event] = times.astype(float), events.astype(int)
-    notes: list[str] = []
+    frame = _outcome_frame(df, time, event, drop)
     if treatment is not None:
         frame, treated = _treatment(frame, treatment, treated)
-    try:
-        spec = infer_spec(frame, exclude=(time, event), categorical=tuple(categorical),
-                          numeric=tuple(numeric))
-    except ValueError as exc:
-        raise DatasetError(str(exc)) from None
-    for col, levels in list(spec.categorical.items()):
-        if levels is None:
-            # labels as text, levels fixed up front (vocabulary only; nothing is fitted here)
-            frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v))
-            spec.categorical[col] = tuple(sorted(frame[col].dropna().unique()))
+    spec = _feature_spec(frame, (time, event), categorical, numeric)
     if treatment is not None:
         control = next(v for v in sorted(frame[treatment].dropna().unique()) if v != treated)
         spec.categorical[treatment] = (control, treated)
     if not spec.columns:
         raise DatasetError("no feature columns left besides time and event")
+    notes: list[str] = []
     y_time, y_event = frame[time].to_numpy(), frame[event].to_numpy().astype(bool)
     if horizons is None:
         horizons = {k: float(np.quantile(y_time[y_event], q)) for k, q in QUANTILE_HORIZONS.items()}
@@ -211,6 +234,57 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
     return SurvivalData(name=name, frame=frame, time=time, event=event, spec=spec, horizons=horizons,
                         tau=tau, time_unit=time_unit, treatment=treatment, treated=treated,
                         source=source or name, notes=notes)
+
+
+def _outcome_frame(df: pd.DataFrame, time: str, event: str, drop: Sequence[str]) -> pd.DataFrame:
+    """The table without the dropped columns, its times as float (> 0) and events as 0/1 int."""
+    for role, col in (("time", time), ("event", event)):
+        if col not in df.columns:
+            columns = ", ".join(map(str, df.columns))
+            raise DatasetError(f"no {role} column '{col}' in the table (columns: {columns})")
+    unknown = [c for c in drop if c not in df.columns]
+    if unknown:
+        raise DatasetError(f"cannot drop {', '.join(unknown)}: no such column")
+    frame = df.drop(columns=list(drop)).reset_index(drop=True)
+    frame[time], frame[event] = _times(frame[time], time), _events(frame[event], event)
+    return frame
+
+
+def _times(values: pd.Series, column: str) -> pd.Series:
+    times = pd.to_numeric(values, errors="coerce")
+    bad = times.isna() | ~np.isfinite(times) | (times <= 0)
+    if bad.any():
+        raise DatasetError(f"time column '{column}': {int(bad.sum())} row(s) missing, not a number or <= 0")
+    return times.astype(float)
+
+
+def _events(values: pd.Series, column: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        values = values.astype(int)
+    events = pd.to_numeric(values, errors="coerce")
+    if events.isna().any() or not events.isin([0, 1]).all():
+        raise DatasetError(f"event column '{column}' must hold 0/1 (or true/false) on every row")
+    if events.sum() == 0:
+        raise DatasetError(f"event column '{column}' has no events: nothing to model")
+    return events.astype(int)
+
+
+def _feature_spec(frame: pd.DataFrame, outcome: tuple[str, str], categorical: Sequence[str],
+                  numeric: Sequence[str]) -> FeatureSpec:
+    """The inferred spec, the levels of every categorical feature fixed up front.
+
+    Labels become text and the levels are the sorted labels: a vocabulary only, nothing is
+    fitted here. Converts `frame`'s categorical columns in place.
+    """
+    try:
+        spec = infer_spec(frame, exclude=outcome, categorical=tuple(categorical), numeric=tuple(numeric))
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    for col, levels in list(spec.categorical.items()):
+        if levels is None:
+            frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v))
+            spec.categorical[col] = tuple(sorted(frame[col].dropna().unique()))
+    return spec
 
 
 def _treatment(frame: pd.DataFrame, treatment: str, treated: str | None) -> tuple[pd.DataFrame, str]:

@@ -17,6 +17,7 @@ Nothing else happens here: no imputation, no feature engineering.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -25,11 +26,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features import schema
+from features.contract import COLUMNS, ID, MONTH_COLUMNS
 
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 DAYS_PER_MONTH = 365.25 / 12
 TIME_FACTORS = {"days": 1 / DAYS_PER_MONTH, "weeks": 7 / DAYS_PER_MONTH, "months": 1.0,
                 "years": 12.0}
-TIME_COLUMNS = (schema.PFS_TIME, schema.OS_TIME, "pfs1_months")
 _TRUE_WORDS = ("true", "yes", "y", "on")
 _FALSE_WORDS = ("false", "no", "n", "off")
 
@@ -51,10 +53,10 @@ class ColumnMapping(BaseModel):
     @field_validator("columns", "values")
     @classmethod
     def _known_targets(cls, v: dict) -> dict:
-        unknown = [k for k in v if k not in schema.COLUMNS]
+        unknown = [k for k in v if k not in COLUMNS]
         if unknown:
             raise ValueError(
-                f"unknown cohort column(s) {unknown}; ours are: {', '.join(schema.COLUMNS)}"
+                f"unknown cohort column(s) {unknown}; ours are: {', '.join(COLUMNS)}"
             )
         return v
 
@@ -107,7 +109,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path, dtype={schema.ID: str})
+        return pd.read_csv(path, dtype={ID: str})
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     raise ValueError(f"{path}: unsupported file type '{suffix}', expected .csv or .parquet")
@@ -129,7 +131,7 @@ def apply_mapping(df: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
         if col in out.columns:
             out[col] = out[col].map(lambda v, lab=labels: _relabel(v, lab))
     factor = TIME_FACTORS[mapping.time_unit]
-    for col in TIME_COLUMNS:
+    for col in MONTH_COLUMNS:
         if col in out.columns and factor != 1.0:
             # unparsable values stay as they are, for validation to report
             numeric = pd.to_numeric(out[col], errors="coerce")
@@ -160,7 +162,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV or Parquet atomically: a failed write leaves no partial file."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
+    if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: unsupported output type '{suffix}', expected .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
@@ -173,3 +175,16 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_tables(tables: Mapping[str | Path, pd.DataFrame]) -> list[Path]:
+    """Write every table, or none: a failure removes the ones already written."""
+    written: list[Path] = []
+    try:
+        for path, df in tables.items():
+            written.append(write_table(df, path))
+    except Exception:
+        for path in written:
+            path.unlink(missing_ok=True)  # leave nothing half-written behind
+        raise
+    return written

@@ -17,8 +17,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from features import schema
-from features.contract import TERM_SEPARATOR
+from features.contract import (
+    BY_NAME,
+    CATEGORICAL_COVARIATES,
+    CONTINUOUS_COVARIATES,
+    ORDINAL_COVARIATES,
+    TERM_SEPARATOR,
+    TREATMENT,
+)
 
 ONE_HOT_SEPARATOR = TERM_SEPARATOR  # one-hot columns are named like contract terms
 
@@ -37,18 +43,18 @@ class FeatureSpec:
 
 def cohort_spec(include_treatment: bool = True,
                 exclude: Sequence[str] = ()) -> FeatureSpec:
-    """The features of a rechallenge cohort: every baseline covariate (+ treatment).
+    """The features of a rechallenge cohort, from the contract: every baseline covariate (+ treatment).
 
-    ECOG is categorical (its effect is not linear: ECOG 2 carries the risk).
+    Continuous covariates are numeric; categories and ordinal scores are categorical with the
+    contract's levels (ECOG's effect is not linear: ECOG 2 carries the risk). Column order: the
+    continuous covariates, the categories, the ordinal scores, then the treatment; a fitted
+    model's inputs follow this order.
     """
-    numeric = tuple(c for c in ("age", "pfs1_months") if c not in exclude)
-    categorical: dict[str, tuple[object, ...] | None] = {
-        c: schema.CATEGORIES[c] for c in schema.CATEGORICAL_COVARIATES if c not in exclude
-    }
-    if "ecog" not in exclude:
-        categorical["ecog"] = (0.0, 1.0, 2.0)
+    numeric = tuple(c for c in CONTINUOUS_COVARIATES if c not in exclude)
+    as_levels = [c for c in (*CATEGORICAL_COVARIATES, *ORDINAL_COVARIATES) if c not in exclude]
     if include_treatment:
-        categorical[schema.TREATMENT] = schema.CATEGORIES[schema.TREATMENT]
+        as_levels.append(TREATMENT)
+    categorical: dict[str, tuple[object, ...] | None] = {c: BY_NAME[c].levels for c in as_levels}
     return FeatureSpec(numeric=numeric, categorical=categorical)
 
 

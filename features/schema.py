@@ -1,8 +1,9 @@
-"""The cohort contract: columns, dtypes, ranges and categories, and `validate(df)`.
+"""The cohort table's validation: `validate(df)` against the contract (`features.contract`).
 
-Validation never stops at the first problem: every problem in the table is
-collected and reported in one `CohortValidationError`, each naming the column,
-the offending row ids and what was expected.
+The pandera schema is generated from the contract's column list (kinds, levels, ranges,
+required columns), so a column is declared once. Validation never stops at the first
+problem: every problem in the table is collected and reported in one
+`CohortValidationError`, each naming the column, the offending row ids and what was expected.
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ from features.contract import (  # noqa: F401  (re-exported: the contract's name
     OUTCOMES,
     PFS_EVENT,
     PFS_TIME,
+    SPEC,
     TREATED,
     TREATMENT,
     YES_NO,
+    Column,
 )
 
+NUMBER_COLUMNS: tuple[str, ...] = tuple(c.name for c in SPEC if c.numeric)
+"""Columns parsed as numbers: numeric and ordinal covariates, times and events."""
 MAX_ROWS_SHOWN = 8
 
 
@@ -133,7 +138,7 @@ def _coerce(df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     out = df.copy()
     out[ID] = out[ID].astype(str)
     problems = []
-    for col in (*NUMERIC_COVARIATES, *OUTCOMES):
+    for col in NUMBER_COLUMNS:
         if col not in out.columns:
             continue
         raw = out[col]
@@ -152,40 +157,38 @@ def _coerce(df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     return out, problems
 
 
+def _value_check(col: Column) -> pa.Check:
+    """The check of one column's values, its message saying what is expected in words."""
+    if col.kind == "time":
+        above = ">" if not col.low_inclusive else ">="
+        check = pa.Check.gt if not col.low_inclusive else pa.Check.ge
+        return check(col.low, error=f"a time {above} {col.low:g} ({col.unit})")
+    if col.kind == "number":
+        unit = f" {col.unit}" if col.unit else ""
+        return pa.Check.in_range(col.low, col.high, include_min=col.low_inclusive,
+                                 error=f"a value in {col.interval()}{unit}")
+    names = col.level_names()
+    if col.kind == "event":
+        return pa.Check.isin(list(col.levels), error=f"an event indicator {_either(names)}")
+    if col.kind == "ordinal":
+        return pa.Check.isin(list(col.levels), error=f"a score of {_either(names)}")
+    return pa.Check.isin(list(col.levels), error=f"one of {', '.join(names)}")
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """("0", "1", "2") -> "0, 1 or 2"."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
 def _cohort_schema() -> pa.DataFrameSchema:
-    cat = {
-        c: pa.Column(
-            object, pa.Check.isin(list(labels), error=f"one of {', '.join(labels)}"),
-            nullable=c != TREATMENT,
-        )
-        for c, labels in CATEGORIES.items()
-    }
-    num = {
-        c: pa.Column(
-            float,
-            pa.Check.in_range(lo, hi, error=f"a value in [{lo:g}, {hi:g}]"),
-            nullable=True,
-        )
-        for c, (lo, hi) in NUMERIC_RANGES.items()
-    }
-    num["pfs1_months"] = pa.Column(
-        float, [pa.Check.gt(0, error="a time > 0 (months)"),
-                pa.Check.le(600, error="a time <= 600 months")], nullable=True
-    )
-    num["ecog"] = pa.Column(
-        float, pa.Check.isin([0.0, 1.0, 2.0], error="an ECOG score of 0, 1 or 2"), nullable=True
-    )
-    outcome = {
-        t: pa.Column(float, pa.Check.gt(0, error="a time > 0 (months)"), nullable=False)
-        for t in (PFS_TIME, OS_TIME)
-    }
-    outcome |= {
-        e: pa.Column(float, pa.Check.isin([0.0, 1.0], error="an event indicator 0 or 1"),
-                     nullable=False)
-        for e in (PFS_EVENT, OS_EVENT)
+    """The pandera schema, generated from the contract: one value check per column."""
+    columns = {
+        col.name: pa.Column(object if col.kind == "category" else float, _value_check(col),
+                            nullable=not col.required)
+        for col in SPEC if col.kind != "id"
     }
     return pa.DataFrameSchema(
-        {**cat, **num, **outcome},
+        columns,
         checks=[
             pa.Check(
                 lambda d: (d[OS_TIME] >= d[PFS_TIME]) | d[OS_TIME].isna() | d[PFS_TIME].isna(),
@@ -198,7 +201,10 @@ def _cohort_schema() -> pa.DataFrameSchema:
 
 
 def _value_problems(df: pd.DataFrame, unparsable: dict[str, set[str]]) -> list[Problem]:
-    """Range, category, missingness and cross-column checks (pandera, lazy)."""
+    """Range, category, missingness and cross-column checks (pandera, lazy).
+
+    The cross-column problem comes first, then the columns' problems in the contract's order.
+    """
     schema = _cohort_schema()
     schema = schema.select_columns([c for c in schema.columns if c in df.columns])
     with warnings.catch_warnings():
@@ -214,25 +220,23 @@ def _value_problems(df: pd.DataFrame, unparsable: dict[str, set[str]]) -> list[P
     for check, group in cases[table_wide].groupby("check", sort=False):
         rows = tuple(dict.fromkeys(ids.iloc[int(i)] for i in group["index"].dropna()))
         problems.append(Problem(f"{OS_TIME}/{PFS_TIME}", str(check), rows))
-    for (column, check), group in cases[~table_wide].groupby(["column", "check"], sort=False):
-        rows = [ids.iloc[int(i)] for i in group["index"].dropna().unique()]
-        if check == "not_nullable":
-            # an unparsable value became NaN and was reported already as "a number"
-            rows = [r for r in rows if r not in unparsable.get(column, set())]
-            if not rows:
-                continue
-            expected = "a value on every row (this column may not be missing)"
-        else:
-            expected = str(check)
-        found = tuple(dict.fromkeys(str(v) for v in group["failure_case"] if pd.notna(v)))
-        problems.append(Problem(str(column), expected, tuple(rows), found))
-    return problems
+    by_column = [
+        problem
+        for (column, check), group in cases[~table_wide].groupby(["column", "check"], sort=False)
+        if (problem := _column_problem(str(column), str(check), group, ids, unparsable)) is not None
+    ]
+    return problems + sorted(by_column, key=lambda p: COLUMNS.index(p.column))
 
 
-def survival_target(df: pd.DataFrame, endpoint: str = "pfs") -> np.ndarray:
-    """The one outcome type: a structured array (event: bool, time: float), months."""
-    time_col, event_col = ENDPOINTS[endpoint]
-    y = np.empty(len(df), dtype=[("event", bool), ("time", float)])
-    y["event"] = df[event_col].to_numpy().astype(bool)
-    y["time"] = df[time_col].to_numpy(dtype=float)
-    return y
+def _column_problem(column: str, check: str, group: pd.DataFrame, ids: pd.Series,
+                    unparsable: dict[str, set[str]]) -> Problem | None:
+    """One failed check of one column, or None if it only repeats an unparsable value."""
+    rows = [ids.iloc[int(i)] for i in group["index"].dropna().unique()]
+    if check == "not_nullable":
+        # an unparsable value became NaN and was reported already as "a number"
+        rows = [r for r in rows if r not in unparsable.get(column, set())]
+        if not rows:
+            return None
+        check = "a value on every row (this column may not be missing)"
+    found = tuple(dict.fromkeys(str(v) for v in group["failure_case"] if pd.notna(v)))
+    return Problem(column, check, tuple(rows), found)

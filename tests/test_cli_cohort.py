@@ -6,6 +6,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from features import io
+from features.twin import DEFAULT_CONFIG_PATH
 from ml.cli import app
 from tests.test_schema import good_table
 
@@ -56,6 +57,16 @@ def test_generate_rejects_bad_suffix_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_generate_names_a_config_typo_and_writes_nothing(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(DEFAULT_CONFIG_PATH.read_text().replace("accrual_months:", "acrual_months:"))
+    result = runner.invoke(app, ["cohort", "generate", "--config", str(config),
+                                 "--out", str(tmp_path / "c.csv")])
+    assert result.exit_code == 2
+    assert "unknown key 'acrual_months'" in result.output
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_describe_prints_table_one_and_medians(tmp_path):
     path = tmp_path / "c.csv"
     good_table().to_csv(path, index=False)
@@ -66,7 +77,7 @@ def test_describe_prints_table_one_and_medians(tmp_path):
 
 
 def test_describe_logs_to_mlflow(tmp_path, mlflow_store):
-    import mlflow
+    import mlflow  # heavy (~2 s): only this test reads the store back
 
     path = tmp_path / "c.csv"
     good_table().to_csv(path, index=False)
@@ -91,7 +102,7 @@ def test_validate_reports_every_problem_and_exits_2(tmp_path):
 def test_validate_good_table(tmp_path):
     good_table().to_csv(tmp_path / "ok.csv", index=False)
     result = runner.invoke(app, ["cohort", "validate", str(tmp_path / "ok.csv")])
-    assert result.exit_code == 0 and "valid" in result.output
+    assert result.exit_code == 0 and "valid: 6 patients (CIA 3, CI 3)" in result.output
 
 
 def test_validate_missing_file_exits_2(tmp_path):

@@ -7,6 +7,11 @@ import pandas as pd
 import pytest
 
 from features import datasets as D
+from features.pipeline import build_preprocessor, cohort_spec
+from features.schema import validate
+from features.twin import DEFAULT_CONFIG_PATH, load_config
+
+SMOKING_HARMFUL = DEFAULT_CONFIG_PATH.with_name("smoking_harmful.yaml")
 
 
 @pytest.mark.parametrize("name", D.PUBLIC)
@@ -53,3 +58,92 @@ def test_any_table_is_inferred_and_keeps_missing_values():
 def test_bad_tables_are_refused_with_a_clear_message(change, message):
     with pytest.raises(D.DatasetError, match=message):
         D.from_table(change(_table()), "t", "d", drop=["id"], treatment="arm")
+
+
+# ------------------------------------------------------------------ cohort tables
+
+
+@pytest.fixture(scope="module")
+def cohort_table(twin_small):
+    """The session's twin cohort as a user's validated table would come: shuffled, own index."""
+    return validate(twin_small.data).sample(frac=1.0, random_state=0).set_index("id", drop=False)
+
+
+def test_a_cohort_table_takes_the_contracts_features_and_the_studys_horizons(cohort_table):
+    data = D.from_cohort(cohort_table, "os", name="site A", source="a.csv")
+    assert data.spec == cohort_spec(include_treatment=True)
+    assert list(data.frame.columns) == [*data.spec.columns, "os_months", "os_event"]
+    assert data.frame.index.equals(pd.RangeIndex(len(cohort_table)))
+    assert (data.time, data.event, data.treatment_column) == ("os_months", "os_event", "treatment=CIA")
+    assert data.horizons == D.TWIN_HORIZONS and data.tau == D.TWIN_TAU
+    assert (data.name, data.source, data.truth) == ("site A", "a.csv", None)
+    np.testing.assert_array_equal(data.y["time"], cohort_table["os_months"])
+
+
+def test_the_twin_is_a_cohort_table_with_its_truth(twin_small):
+    data = D.twin(n=300, seed=11)
+    expected = D.from_cohort(twin_small.data, "pfs")
+    pd.testing.assert_frame_equal(data.frame, expected.frame)
+    assert data.spec == expected.spec
+    assert data.source == "features.twin.generate(n=300, seed=11)"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda df: D.from_cohort(df, "dfs"), "unknown endpoint 'dfs'"),
+    (lambda df: D.from_cohort(df.drop(columns=["ecog", "pfs_event"])), "no column.*ecog, pfs_event"),
+])
+def test_a_table_that_is_not_a_cohort_is_refused(twin_small, call, message):
+    with pytest.raises(D.DatasetError, match=message):
+        call(twin_small.data)
+
+
+def test_twin_draws_from_a_given_config(twin_small):
+    harmful = load_config(SMOKING_HARMFUL)
+    data = D.twin(n=300, seed=11, config=harmful)
+    pd.testing.assert_frame_equal(data.X, D.twin(n=300, seed=11).X)  # same covariates, same arms
+    smokers = (data.X["smoking"] == "ever").to_numpy()
+    shift = data.truth - twin_small.truth["true_lp_pfs"].to_numpy()
+    np.testing.assert_allclose(shift[smokers], 0.55 - (-0.55))
+    np.testing.assert_allclose(shift[~smokers], 0.0, atol=1e-12)
+    assert data.source == f"features.twin.generate(n=300, seed=11, config {harmful.version})"
+
+
+def test_the_os_endpoint_has_no_oracle():
+    data = D.twin(n=50, seed=1, endpoint="os")
+    assert data.truth is None and any("no true linear predictor" in note for note in data.notes)
+
+
+def test_cohort_features_are_named_as_the_models_see_them(twin_small):
+    spec = cohort_spec(include_treatment=True)
+    names = build_preprocessor(spec).fit(twin_small.data[spec.columns]).get_feature_names_out()
+    assert list(names) == [
+        "age", "pfs1_months", "sex=male", "smoking=ever", "histology=squamous", "histology=other",
+        "pdl1=1-49%", "pdl1=>=50%", "pdl1=unknown", "prior_response=CR/PR", "prior_response=PD",
+        "brain_mets=yes", "liver_mets=yes", "bone_mets=yes", "ici_switch=yes", "ecog=1.0", "ecog=2.0",
+        "treatment=CIA",
+    ]
+
+
+def test_excluded_covariates_leave_the_spec_but_the_treatment_stays():
+    spec = cohort_spec(include_treatment=True, exclude=("age", "ecog", "treatment"))
+    assert "age" not in spec.columns and "ecog" not in spec.columns
+    assert spec.categorical["treatment"] == ("CI", "CIA")
+    assert cohort_spec(include_treatment=False).columns[-1] == "ecog"
+
+
+# ---------------------------------------------------------------- survival target
+
+
+def test_survival_target_is_structured_event_time(twin_small):
+    y = D.survival_target(twin_small.data, "os")
+    assert y.dtype.names == ("event", "time")
+    assert y["event"].dtype == bool and y["time"].dtype == float
+    np.testing.assert_array_equal(y["time"], twin_small.data["os_months"])
+    np.testing.assert_array_equal(y["event"], twin_small.data["os_event"] == 1)
+
+
+def test_survival_target_of_a_table_without_censoring(twin_small):
+    everyone_progressed = twin_small.data.assign(pfs_event=1)
+    assert D.survival_target(everyone_progressed)["event"].all()
+    data = D.from_table(_table().assign(d=1), "t", "d", drop=["id"])
+    assert data.y["event"].all()

@@ -56,6 +56,7 @@ def test_mapping_round_trip_csv(tmp_path):
     assert list(out["sex"]) == list(expected["sex"])
     np.testing.assert_allclose(out["pfs_months"], expected["pfs_months"], rtol=1e-9)
     np.testing.assert_allclose(out["pfs1_months"], expected["pfs1_months"], rtol=1e-9)
+    np.testing.assert_allclose(out["os_months"], expected["os_months"], rtol=1e-9)
 
 
 def test_parquet_round_trip(tmp_path):
@@ -109,3 +110,13 @@ def test_write_table_leaves_no_partial_file(tmp_path):
     with pytest.raises(ValueError):
         io.write_table(bad, tmp_path / "x.parquet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_tables_writes_every_table_or_none(tmp_path):
+    good, unwritable = good_table(), pd.DataFrame({"a": [object()]})
+    with pytest.raises(ValueError):
+        io.write_tables({tmp_path / "a.csv": good, tmp_path / "b.parquet": unwritable})
+    assert list(tmp_path.iterdir()) == []  # the first table, written, was removed again
+    written = io.write_tables({tmp_path / "a.csv": good, tmp_path / "b.parquet": good})
+    assert [p.name for p in written] == ["a.csv", "b.parquet"]
+    pd.testing.assert_frame_equal(pd.read_parquet(written[1]), good)

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from features import schema
+from features.contract import BY_NAME, COLUMNS, SPEC
+from features.pipeline import build_preprocessor, infer_spec
 from features.schema import CohortValidationError, validate
 
 
@@ -50,7 +52,7 @@ def only_problem(df: pd.DataFrame) -> schema.Problem:
 
 def test_valid_table_passes_and_is_typed():
     out = validate(good_table())
-    assert list(out.columns) == list(schema.COLUMNS)
+    assert list(out.columns) == list(COLUMNS)
     assert out["pfs_event"].dtype == "int64"
     assert out["age"].dtype == "float64"
     assert out["ecog"].dtype == "float64"
@@ -149,6 +151,65 @@ def test_all_problems_reported_at_once():
         assert fragment in text
 
 
+# ------------------------------------------------- checks generated from the contract
+
+NUMBERS = [c for c in SPEC if c.kind == "number"]
+CATEGORY_LEVELS = [(c.name, level) for c in SPEC if c.categorical for level in c.levels]
+
+
+@pytest.mark.parametrize("column", NUMBERS, ids=lambda c: c.name)
+def test_numbers_outside_the_contract_range_are_named(column):
+    df = good_table()
+    df.loc[1, column.name] = column.high + 1
+    df.loc[2, column.name] = column.low if not column.low_inclusive else column.low - 1
+    p = only_problem(df)
+    assert p.column == column.name and p.rows == ("P01", "P02")
+    assert p.expected == f"a value in {column.interval()} {column.unit}"
+
+
+@pytest.mark.parametrize("column", NUMBERS, ids=lambda c: c.name)
+def test_closed_range_ends_are_accepted(column):
+    df = good_table()
+    df.loc[1, column.name] = column.high
+    if column.low_inclusive:
+        df.loc[2, column.name] = column.low
+    out = validate(df)
+    assert out.loc[1, column.name] == column.high
+
+
+@pytest.mark.parametrize("name, level", CATEGORY_LEVELS)
+def test_every_level_of_the_contract_is_accepted(name, level):
+    df = good_table()
+    df.loc[0, name] = level
+    assert validate(df).loc[0, name] == level
+
+
+@pytest.mark.parametrize("name", [c.name for c in SPEC if c.kind == "category"])
+def test_labels_outside_the_contract_are_named_with_the_allowed_ones(name):
+    df = good_table()
+    df.loc[0, name] = "unheard-of"
+    p = only_problem(df)
+    assert (p.column, p.rows, p.found) == (name, ("P00",), ("unheard-of",))
+    assert p.expected == f"one of {', '.join(BY_NAME[name].levels)}"
+
+
+def test_ecog_must_be_one_of_its_scores():
+    df = good_table().astype({"ecog": float})
+    df.loc[1, "ecog"] = 1.5
+    df.loc[2, "ecog"] = 3.0
+    p = only_problem(df)
+    assert (p.column, p.expected, p.rows) == ("ecog", "a score of 0, 1 or 2", ("P01", "P02"))
+
+
+def test_problems_follow_the_contracts_column_order():
+    df = good_table()
+    df.loc[1, "os_event"] = 2
+    df.loc[2, "pfs_months"] = 0.0
+    df.loc[3, "age"] = 5.0
+    df.loc[4, "os_months"] = df.loc[4, "pfs_months"] - 0.5
+    assert [p.column for p in problems_of(df)] == ["os_months/pfs_months", "age", "pfs_months", "os_event"]
+
+
 def test_out_of_range_age():
     df = good_table()
     df.loc[1, "age"] = 300
@@ -156,17 +217,7 @@ def test_out_of_range_age():
     assert p.column == "age" and "[18, 110]" in p.expected and p.found == ("300.0",)
 
 
-def test_survival_target_is_structured_event_time():
-    df = validate(good_table())
-    y = schema.survival_target(df, "os")
-    assert y.dtype.names == ("event", "time")
-    assert y["event"].dtype == bool
-    np.testing.assert_allclose(y["time"], df["os_months"])
-
-
 def test_preprocessor_learns_levels_when_none_are_given():
-    from features.pipeline import build_preprocessor, infer_spec
-
     df = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0], "arm": ["a", "b", "a", None]})
     spec = infer_spec(df)
     out = build_preprocessor(spec).fit_transform(df)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from features import twin
-from features.contract import split_term
+from benchmarks.twin_calibration import PUBLISHED_TARGETS, calibration_summary
+from features import schema, twin
+from features.contract import BY_NAME, COVARIATES, split_term
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKING_HARMFUL = REPO / "experiments/cohorts/smoking_harmful.yaml"
@@ -42,9 +42,7 @@ def large(config):
 
 @pytest.fixture(scope="module")
 def large_summary(large):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lifelines: non-integer IPTW weights
-        return twin.calibration_summary(large)
+    return calibration_summary(large)
 
 
 # ------------------------------------------------------------------ determinism
@@ -90,8 +88,6 @@ def test_columns_dtypes_and_ids(config):
 
 
 def test_schema_accepts_the_twin(config):
-    from features import schema
-
     data = twin.generate(n=300, seed=9, config=config).data
     validated = schema.validate(data)
     assert len(validated) == len(data)
@@ -138,6 +134,25 @@ def test_marginals_as_configured(large, config):
         assert pfs1_medians[level] == pytest.approx(median, rel=0.05)
 
 
+def test_categories_use_the_contracts_labels(large):
+    for name in (*COVARIATES, "treatment"):
+        column = BY_NAME[name]
+        if column.categorical:
+            assert set(large.data[name].astype(str)) == set(column.level_names()), name
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda orders: orders | {"prior_response": ("CR-PR", "SD", "PD")}, "draw order of 'prior_response'"),
+    (lambda orders: orders | {"sex": ("male", "male")}, "draw order of 'sex'"),
+    (lambda orders: {k: v for k, v in orders.items() if k != "pdl1"}, "no draw order .*'pdl1'"),
+    (lambda orders: orders | {"age": ("young", "old")}, "'age', not a categorical feature"),
+])
+def test_a_draw_order_that_drifts_from_the_contract_is_refused(edit, message):
+    twin.check_draw_orders(twin.DRAW_ORDER)
+    with pytest.raises(ValueError, match=message):
+        twin.check_draw_orders(edit(dict(twin.DRAW_ORDER)))
+
+
 # ----------------------------------------------------------------------- truth
 
 
@@ -161,6 +176,17 @@ def test_truth_is_consistent_with_the_observed_table(large, config):
     # CIA lowers the PFS hazard, and with common random numbers that holds patient by patient
     assert (truth["pfs_time_cia"] > truth["pfs_time_ci"]).all()
     assert truth["true_propensity"].between(0, 1, inclusive="neither").all()
+
+
+def test_true_lp_is_the_configured_terms_of_the_observed_table(config):
+    cohort = twin.generate(n=2000, seed=8, config=config)
+    data, truth = cohort.data, cohort.truth
+    lp = np.zeros(len(data))
+    for name, log_hr in config.pfs.log_hazard_ratios.items():
+        feature, level = split_term(name)
+        values = data[feature]
+        lp += log_hr * (values.to_numpy(float) if level is None else (values.astype(str) == level).to_numpy())
+    np.testing.assert_allclose(truth["true_lp_pfs"], lp, rtol=1e-12, atol=1e-12)
 
 
 def test_true_log_hazard_ratios(config):
@@ -194,9 +220,9 @@ calibrated n = 200,000 value within 3 % instead, and their known direction."""
 
 def test_calibrated_medians_match_the_published_table(large_summary):
     for name in ("os_median_all", "pfs_median_cia", "pfs_median_ci"):
-        target = twin.PUBLISHED_TARGETS[name]
+        target = PUBLISHED_TARGETS[name]
         assert large_summary[name] == pytest.approx(target, rel=MATCHED_TOLERANCE), name
-    assert large_summary["p_cia"] == pytest.approx(twin.PUBLISHED_TARGETS["p_cia"], abs=0.01)
+    assert large_summary["p_cia"] == pytest.approx(PUBLISHED_TARGETS["p_cia"], abs=0.01)
 
 
 def test_true_propensity_averages_to_the_published_share(large):
@@ -206,14 +232,14 @@ def test_true_propensity_averages_to_the_published_share(large):
 def test_structurally_unreachable_medians_still_hold_their_calibrated_values(large_summary):
     for name, calibrated in CALIBRATED_AT_200K.items():
         assert large_summary[name] == pytest.approx(calibrated, rel=0.03), name
-    published = twin.PUBLISHED_TARGETS
+    published = PUBLISHED_TARGETS
     assert large_summary["pfs_median_all"] > published["pfs_median_all"]
     assert large_summary["pfs_median_ci_iptw"] < published["pfs_median_ci_iptw"]
 
 
 def test_iptw_median_ratio_keeps_the_published_treatment_contrast(large_summary):
     ratio = large_summary["pfs_median_cia_iptw"] / large_summary["pfs_median_ci_iptw"]
-    published = twin.PUBLISHED_TARGETS["pfs_median_cia_iptw"] / 6.89
+    published = PUBLISHED_TARGETS["pfs_median_cia_iptw"] / 6.89
     assert ratio == pytest.approx(published, rel=0.06)
 
 
@@ -226,7 +252,7 @@ def test_confounding_makes_crude_ci_look_worse_than_weighted(large_summary):
 
 def _cox_log_hrs(data: pd.DataFrame) -> pd.Series:
     """Cox PH fit (lifelines) on all covariates, treatment coding as in the truth."""
-    from lifelines import CoxPHFitter
+    from lifelines import CoxPHFitter  # the independent oracle, heavy: imported by these tests only
 
     covariates = pd.get_dummies(
         data.drop(columns=["id", "pfs_months", "pfs_event", "os_months", "os_event"]),

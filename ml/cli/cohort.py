@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from features.contract import CONTROL, TREATED, TREATMENT
 from ml.cli.runner import cohort_app, console, fail, load_cohort
 from ml.reporting import display
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @cohort_app.command("generate")
@@ -23,31 +28,26 @@ def cohort_generate(
                                "true linear predictor, propensity, potential PFS/OS under CIA and CI."),
 ) -> None:
     """Draw a digital-twin cohort (with known ground truth) like the study's."""
-    from features import io, twin
+    from features import io, twin  # imported when run, so `--help` stays fast
 
-    for target in (out, truth):
-        if target is not None and target.suffix.lower() not in (".csv", ".parquet", ".pq"):
+    outputs = {path: part for path, part in ((out, "data"), (truth, "truth")) if path is not None}
+    for target in outputs:
+        if target.suffix.lower() not in io.TABLE_SUFFIXES:
             fail(f"{target}: output must end in .csv or .parquet")
     try:
         cfg = twin.load_config(config)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     cohort = twin.generate(n=n, seed=seed, config=cfg)
-    io.write_table(cohort.data, out)
-    written = [str(out)]
-    if truth is not None:
-        try:
-            io.write_table(cohort.truth, truth)
-        except Exception:
-            out.unlink(missing_ok=True)  # leave nothing half-written behind
-            raise
-        written.append(str(truth))
-    n_cia = int((cohort.data["treatment"] == "CIA").sum())
-    console.print(
-        f"[green]wrote[/] {', '.join(written)}: {len(cohort.data)} patients "
-        f"(CIA {n_cia}, CI {len(cohort.data) - n_cia}), seed {cohort.seed}, "
-        f"config version {cfg.version}"
-    )
+    written = io.write_tables({path: getattr(cohort, part) for path, part in outputs.items()})
+    console.print(f"[green]wrote[/] {', '.join(map(str, written))}: {_arms(cohort.data)}, "
+                  f"seed {cohort.seed}, config version {cfg.version}")
+
+
+def _arms(df: pd.DataFrame) -> str:
+    """Patients per arm, e.g. "101 patients (CIA 45, CI 56)"."""
+    n_treated = int((df[TREATMENT] == TREATED).sum())
+    return f"{len(df)} patients ({TREATED} {n_treated}, {CONTROL} {len(df) - n_treated})"
 
 
 @cohort_app.command("describe")
@@ -85,9 +85,8 @@ def cohort_validate(
 ) -> None:
     """Check a table against the cohort contract and report every problem (exit 2 if any)."""
     df = load_cohort(file, mapping)
-    n_cia = int((df["treatment"] == "CIA").sum())
     missing = df.isna().sum()
     missing = missing[missing > 0]
     note = (", missing covariates (imputed later): " +
             ", ".join(f"{c} {k}" for c, k in missing.items())) if len(missing) else ""
-    console.print(f"[green]valid[/]: {len(df)} patients (CIA {n_cia}, CI {len(df) - n_cia}){note}")
+    console.print(f"[green]valid[/]: {_arms(df)}{note}")

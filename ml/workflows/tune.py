@@ -732,15 +732,9 @@ def summary_table(result: TuneResult) -> pd.DataFrame:
 
 def cohort_data(df: pd.DataFrame, endpoint: str, name: str, source: str) -> Any:
     """A validated cohort table (the cohort contract) as SurvivalData, like the twin's."""
-    from features import datasets, schema
-    from features.pipeline import cohort_spec
+    from features import datasets
 
-    spec = cohort_spec(include_treatment=True)
-    time_col, event_col = schema.ENDPOINTS[endpoint]
-    return datasets.SurvivalData(
-        name=name, frame=df[[*spec.columns, time_col, event_col]].reset_index(drop=True), time=time_col,
-        event=event_col, spec=spec, horizons=dict(datasets.TWIN_HORIZONS), tau=datasets.TWIN_TAU,
-        treatment=schema.TREATMENT, treated=schema.TREATED, source=source)
+    return datasets.from_cohort(df, endpoint, name, source)
 
 
 def champion_params(label: str, families: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
