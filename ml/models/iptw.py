@@ -57,7 +57,7 @@ class IPTWCox(SurvivalEstimator):
         return columns, others
 
     def fit(self, X, y, sample_weight=None):
-        from ml.stats import causal
+        from ml.stats import weighting
 
         _, confounders = self._columns(X)
         treated = X[self.treatment].to_numpy(dtype=float) > 0.5
@@ -73,7 +73,7 @@ class IPTWCox(SurvivalEstimator):
         e = np.clip(e, 1e-3, 1 - 1e-3)
         self.propensity_model_ = propensity
         self.confounder_columns_ = confounders
-        self.iptw_ = causal.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
+        self.iptw_ = weighting.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
                                          truncate=self.truncate, sample_weight=w)
         self.model_ = CoxPH(alpha=self.alpha, ties=self.ties).fit(X, y, sample_weight=self.iptw_ * w)
         self.coef_ = self.model_.coef_
