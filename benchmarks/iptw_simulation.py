@@ -38,8 +38,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features import twin  # noqa: E402
-from ml import causal  # noqa: E402
-from ml.workflows import analysis
+from ml.stats.cox import fit_cox  # noqa: E402
+from ml.stats.errors import CausalInputError, ExtremeWeightsWarning, SeparationWarning  # noqa: E402
+from ml.stats.weighting import (  # noqa: E402
+    estimate_iptw,
+    propensity_design,
+    refit_weights,
+    stratified_resample,
+)
+from ml.workflows.analysis_config import AnalysisConfig, load_config  # noqa: E402
 
 Z95 = 1.959963984540054
 
@@ -51,32 +58,32 @@ def true_marginal_log_hr(n: int, seed: int, config=None) -> float:
     latent = np.r_[truth["pfs_time_cia"].to_numpy(), truth["pfs_time_ci"].to_numpy()]
     cens = np.r_[censor, censor]
     x = np.r_[np.ones(n), np.zeros(n)]
-    fit = causal.fit_cox(np.minimum(latent, cens), latent <= cens, x)
+    fit = fit_cox(np.minimum(latent, cens), latent <= cens, x)
     return float(fit.coef[0])
 
 
-def one_replicate(rep: int, n: int, seed: int, n_boot: int, config: analysis.AnalysisConfig) -> dict:
+def one_replicate(rep: int, n: int, seed: int, n_boot: int, config: AnalysisConfig) -> dict:
     """Estimates and SEs of one twin cohort (no I/O; warnings counted, not printed)."""
     df = twin.generate(n=n, seed=seed + rep).data
     time_, event = df["pfs_months"].to_numpy(float), df["pfs_event"].to_numpy().astype(bool)
-    truncate = tuple(config.truncate) if config.truncate is not None else None
+    truncate = config.truncation
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        iptw = causal.estimate_iptw(df, config.confounders, config.estimand, config.stabilized, truncate)
+        iptw = estimate_iptw(df, config.confounders, config.estimand, config.stabilized, truncate)
     t = iptw.treated
-    crude = causal.fit_cox(time_, event, t.astype(float))
-    weighted = causal.fit_cox(time_, event, t.astype(float), iptw.weights)
-    design = causal.propensity_design(iptw, df)
+    crude = fit_cox(time_, event, t.astype(float))
+    weighted = fit_cox(time_, event, t.astype(float), iptw.weights)
+    design = propensity_design(iptw, df)
     rng = np.random.default_rng([seed, rep])
     boot = []
     for _ in range(n_boot):
-        idx = causal.stratified_resample(t, rng)
+        idx = stratified_resample(t, rng)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                w = causal.refit_weights(design[idx], t[idx], config.estimand, config.stabilized, truncate)
-                boot.append(causal.fit_cox(time_[idx], event[idx], t[idx].astype(float), w).coef[0])
-        except causal.CausalInputError:
+                w = refit_weights(design[idx], t[idx], config.estimand, config.stabilized, truncate)
+                boot.append(fit_cox(time_[idx], event[idx], t[idx].astype(float), w).coef[0])
+        except CausalInputError:
             continue
     boot = np.asarray(boot)
     lo, hi = np.quantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan)
@@ -87,7 +94,7 @@ def one_replicate(rep: int, n: int, seed: int, n_boot: int, config: analysis.Ana
         "iptw_se_boot": float(np.std(boot, ddof=1)) if len(boot) > 1 else np.nan,
         "boot_lo": lo, "boot_hi": hi, "boot_ok": len(boot),
         "ess_cia": float(iptw.diagnostics.set_index("group").loc["CIA", "ess"]),
-        "warnings": sum(issubclass(w.category, causal.ExtremeWeightsWarning | causal.SeparationWarning)
+        "warnings": sum(issubclass(w.category, ExtremeWeightsWarning | SeparationWarning)
                         for w in caught),
     }
 
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                         "estimand, stabilized, truncate) [default: experiments/paper.yaml]")
     parser.add_argument("--out", type=Path, default=None, help="also write the replicates as CSV")
     args = parser.parse_args(argv)
-    config = analysis.load_config(args.experiment)
+    config = load_config(args.experiment)
     if config.estimand != "ate":
         parser.error("the marginal-HR target here is the ATE; use an experiment with estimand: ate")
 

@@ -1,22 +1,29 @@
-"""ml.analysis, ml.plots and the `analyze` command, on small twin cohorts."""
+"""The analysis workflow (ml.workflows.analysis*), its Cox tables (ml.stats.cox_tables), its
+figures and the `analyze` command, on small twin cohorts; lifelines is the oracle."""
 
 from __future__ import annotations
 
 import json
 import warnings
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines.statistics import proportional_hazard_test
+from rich.console import Console
 from typer.testing import CliRunner
 
 from features import io, schema, twin
 from ml.cli import app
-from ml.reporting import analysis_plots as plots
-from ml.stats import causal
-from ml.workflows import analysis
+from ml.stats.bootstrap import bootstrap_iptw, percentile_ci
+from ml.stats.cox_tables import cox_design, cox_multivariable, cox_univariable, prognostic_factors
+from ml.stats.errors import CausalInputError
+from ml.stats.weighting import estimate_iptw
+from ml.workflows import analysis, analysis_report
+from ml.workflows.analysis_result import json_safe
 
 FAST = {"bootstrap": 30}
 
@@ -78,7 +85,7 @@ def test_json_holds_the_required_fields_and_is_strict_json(small_result):
 
 
 def test_nan_serialises_as_null():
-    assert analysis._clean({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": np.int64(3)}) == {
+    assert json_safe({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": np.int64(3)}) == {
         "a": None, "b": [None, 1.5], "c": 3}
 
 
@@ -92,7 +99,7 @@ def test_km_medians_agree_with_lifelines(small_result, twin_small):
                 warnings.simplefilter("ignore")
                 ref = KaplanMeierFitter().fit(df["pfs_months"][mask], df["pfs_event"][mask],
                                               weights=None if weights is None else weights[mask])
-            row = analysis._median_of(small_result, "pfs", weighting, group)
+            row = analysis.median_of(small_result, "pfs", weighting, group)
             assert row["median"] == pytest.approx(ref.median_survival_time_)
 
 
@@ -126,7 +133,7 @@ def test_weighting_improves_balance_on_the_twin(small_result):
 
 
 def test_bootstrap_gives_ci_around_the_weighted_median_and_se(small_result):
-    row = analysis._median_of(small_result, "pfs", "iptw", "CIA")
+    row = analysis.median_of(small_result, "pfs", "iptw", "CIA")
     assert row["ci_method"] == "bootstrap"
     assert row["ci_low"] <= row["median"] <= row["ci_high"]
     assert small_result.iptw_cox["pfs"]["se_log_hr_bootstrap"] > 0
@@ -134,17 +141,17 @@ def test_bootstrap_gives_ci_around_the_weighted_median_and_se(small_result):
 
 def test_bootstrap_is_reproducible_from_the_config_seed(twin_small):
     df = twin_small.data
-    iptw = causal.estimate_iptw(df)
-    cfg = analysis.AnalysisConfig(bootstrap=5, seed=7)
-    a = analysis._bootstrap(df, iptw, cfg)
-    b = analysis._bootstrap(df, iptw, cfg)
-    c = analysis._bootstrap(df, iptw, cfg.model_copy(update={"seed": 8}))
+    iptw = estimate_iptw(df)
+    a = bootstrap_iptw(df, iptw, 5, seed=7)
+    b = bootstrap_iptw(df, iptw, 5, seed=7)
+    c = bootstrap_iptw(df, iptw, 5, seed=8)
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(c)
+    assert len(a) + a.attrs["failed"] == 5
 
 
 def test_percentile_ci_treats_not_reached_as_infinite():
-    lo, hi = analysis.percentile_ci(np.r_[np.arange(1.0, 91.0), np.full(10, np.nan)], 0.05)
+    lo, hi = percentile_ci(np.r_[np.arange(1.0, 91.0), np.full(10, np.nan)], 0.05)
     assert lo == pytest.approx(3.0) and np.isnan(hi)
 
 
@@ -161,21 +168,60 @@ def test_prognostic_factors_are_the_significant_covariates():
     table = pd.DataFrame({"term": ["smoking=ever", "ecog=1", "ecog=2", "age"],
                           "covariate": ["smoking", "ecog", "ecog", "age"],
                           "p": [0.01, 0.5, 0.03, 0.2]})
-    assert analysis.prognostic_factors(table, 0.05) == ["smoking", "ecog"]
+    assert prognostic_factors(table, 0.05) == ["smoking", "ecog"]
 
 
 def test_cox_design_codes_against_the_reference_level(twin_small):
-    design = analysis.cox_design(twin_small.data, ["ecog", "smoking", "age"], treatment=True)
+    design = cox_design(twin_small.data, ["ecog", "smoking", "age"], treatment=True)
     assert list(design.columns) == ["treatment=CIA", "ecog=1", "ecog=2", "smoking=ever", "age"]
     ever = twin_small.data["smoking"].eq("ever")
     assert (design["smoking=ever"] == ever.astype(float)).all()
+
+
+EXACT = {"precision": 1e-30, "r_precision": 1e-30, "max_steps": 30}
+"""lifelines run to the MLE (its defaults stop up to ~1e-5 short of it)."""
+
+
+def _lifelines_table(df: pd.DataFrame, design: pd.DataFrame, endpoint: str):
+    tcol, ecol = schema.ENDPOINTS[endpoint]
+    data = design.assign(T=df[tcol], E=df[ecol]).dropna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CoxPHFitter().fit(data, "T", "E", fit_options=EXACT), data
+
+
+def _assert_same_table(ours: pd.DataFrame, cph: CoxPHFitter) -> None:
+    ref = cph.summary
+    ours = ours.set_index("term").loc[ref.index]
+    np.testing.assert_allclose(ours["hr"], ref["exp(coef)"], rtol=1e-6)
+    np.testing.assert_allclose(ours["ci_low"], ref["exp(coef) lower 95%"], rtol=1e-6)
+    np.testing.assert_allclose(ours["ci_high"], ref["exp(coef) upper 95%"], rtol=1e-6)
+    np.testing.assert_allclose(ours["p"], ref["p"], rtol=1e-6)
+    assert (ours["n"] == len(cph.durations)).all()
+
+
+@pytest.mark.parametrize("endpoint", ["pfs", "os"])
+def test_cox_tables_and_ph_check_agree_with_lifelines_on_the_twin(twin_small, endpoint):
+    df = twin_small.data
+    covariates = ["age", "smoking", "ecog", "prior_response", "liver_mets", "pdl1"]
+    table, ph = cox_multivariable(df, covariates, endpoint)
+    cph, data = _lifelines_table(df, cox_design(df, covariates, treatment=True), endpoint)
+    _assert_same_table(table, cph)
+    ref = proportional_hazard_test(cph, data, time_transform="rank").summary
+    assert list(ph["term"]) == list(ref.index)  # listed by name, as lifelines does
+    np.testing.assert_allclose(ph["statistic"], ref["test_statistic"], rtol=1e-6)
+    np.testing.assert_allclose(ph["p"], ref["p"], rtol=1e-6)
+    uni = cox_univariable(df, ["ecog", "pdl1"], endpoint)
+    for design in (cox_design(df, [], treatment=True), cox_design(df, ["ecog"]), cox_design(df, ["pdl1"])):
+        cph, _ = _lifelines_table(df, design, endpoint)
+        _assert_same_table(uni[uni["term"].isin(design.columns)], cph)
 
 
 def test_multivariable_cox_recovers_the_twin_truth():
     """Known answer: at n = 3000 the PFS Cox estimates sit near the twin's true log-HRs."""
     cohort = twin.generate(n=3000, seed=5)
     truth = twin.true_log_hazard_ratios(cohort.config)
-    table, _ = analysis.cox_multivariable(cohort.data, ["smoking", "ecog", "prior_response",
+    table, _ = cox_multivariable(cohort.data, ["smoking", "ecog", "prior_response",
                                                         "liver_mets", "brain_mets", "pdl1"], "pfs")
     coef = dict(zip(table["term"], np.log(table["hr"]), strict=True))
     se = dict(zip(table["term"], (np.log(table["ci_high"]) - np.log(table["ci_low"])) / (2 * 1.96),
@@ -185,22 +231,9 @@ def test_multivariable_cox_recovers_the_twin_truth():
         assert abs(coef[term] - truth[term]) < 4 * se[term], term
 
 
-def test_ph_check_flags_a_time_varying_effect_in_plain_language():
-    rng = np.random.default_rng(1)
-    n = 600
-    x = rng.integers(0, 2, n).astype(float)
-    # x = 1 dies early or never: crossing hazards, PH clearly violated
-    t = np.where(x == 1, rng.exponential(2, n), rng.weibull(3, n) * 8)
-    data = pd.DataFrame({"x": x, "_time": t, "_event": 1})
-    cph = CoxPHFitter().fit(data, "_time", "_event")
-    out = analysis.ph_test(cph, data, 0.05, model="toy")
-    assert out.loc[0, "ph_violated"]
-    assert "changes over follow-up" in out.loc[0, "note"] or "change over follow-up" in out.loc[0, "note"]
-
-
 def test_single_group_cohort_is_refused(twin_small):
     df = twin_small.data.assign(treatment=schema.CONTROL)
-    with pytest.raises(causal.CausalInputError, match="both groups"):
+    with pytest.raises(CausalInputError, match="both groups"):
         analysis.run_analysis(df, analysis.AnalysisConfig(bootstrap=0))
 
 
@@ -218,16 +251,25 @@ def test_analysis_collects_warnings_instead_of_losing_them(twin_small):
 
 
 def test_analysis_figures_draw_every_panel(small_result, twin_small):
-    import matplotlib.pyplot as plt
-
-    figures = plots.analysis_figures(small_result, twin_small.data)
+    figures = analysis_report.analysis_figures(small_result, twin_small.data)
     assert set(figures) == {"km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png"}
-    km_ax = figures["km_pfs.png"].axes[0]
-    assert len(km_ax.get_lines()) >= 2  # one curve per group
+    unweighted, weighted = figures["km_pfs.png"].axes
+    assert len(unweighted.get_lines()) >= 2  # one curve per group
+    assert len(unweighted.collections) == 2 and not weighted.collections  # Greenwood bands unweighted only
+    assert "At risk" in {t.get_text() for t in unweighted.texts}
     love_ax = figures["love_plot.png"].axes[0]
     assert len(love_ax.collections) == 2  # before and after
     assert love_ax.get_yticklabels()[0].get_text() in set(small_result.smd["term"])
     plt.close("all")
+
+
+def test_printed_report_shows_every_section(small_result):
+    console = Console(record=True, width=200)
+    analysis_report.print_analysis(console, small_result)
+    text = console.export_text()
+    for heading in ("Propensity", "Table 1, unweighted (300 patients)", "Kaplan-Meier medians",
+                    "Cox model for treatment", "Cox models for PFS", "PH check", "Methods"):
+        assert heading in text, heading
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -58,11 +58,11 @@ def cohort_describe(
                                 help="Also log the summary to MLflow (experiment 'cohort')."),
 ) -> None:
     """Print Table 1 by treatment group (n/%, median [IQR], SMD) and KM medians of PFS and OS."""
-    from ml.stats import causal
+    from ml.stats import balance, km
 
     df = load_cohort(file, mapping)
-    table = causal.table_one(df)
-    medians = causal.km_medians_by_group(df)
+    table = balance.table_one(df)
+    medians = km.km_medians_by_group(df)
     display.print_table_one(console, table, title=f"Table 1: {file.name} ({len(df)} patients)")
     display.print_medians(console, medians)
     if mlflow:

@@ -3,7 +3,7 @@
 It is the final step of a `SurvivalPipeline`, so it sees the preprocessed training fold
 (imputed, scaled, one-hot). In `fit` it (1) fits a logistic propensity model
 P(treated | confounder columns) on those rows, (2) turns it into inverse probability of
-treatment weights with `ml.stats.causal.iptw_weights`, (3) fits `CoxPH` on every column with
+treatment weights with `ml.stats.weighting.iptw_weights`, (3) fits `CoxPH` on every column with
 weight = IPTW x sample_weight. Nothing of the held-out fold is seen, so cross-validation
 re-estimates the propensity inside each training fold.
 """
@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from features.pipeline import ONE_HOT_SEPARATOR
 from ml.models.base import SurvivalEstimator, SurvivalInputError, check_weights
 from ml.models.cox import CoxPH
-from ml.stats import causal
+from ml.stats import weighting
 
 
 class IPTWCox(SurvivalEstimator):
@@ -88,7 +88,7 @@ class IPTWCox(SurvivalEstimator):
         e = np.clip(e, 1e-3, 1 - 1e-3)
         self.propensity_model_ = propensity
         self.confounder_columns_ = confounders
-        self.iptw_ = causal.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
+        self.iptw_ = weighting.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,
                                          truncate=self.truncate, sample_weight=w)
         self.model_ = CoxPH(alpha=self.alpha, ties=self.ties).fit(X, y, sample_weight=self.iptw_ * w)
         self.coef_ = self.model_.coef_

@@ -1,17 +1,24 @@
-"""Matplotlib figures of the study analysis. Each plot function draws on an `ax` it is given;
-`analysis_figures` composes them into figures. Nothing is saved or logged here.
+"""Matplotlib figures of the study analysis, from plain data (frames, arrays, group labels).
+
+Each `*_plot` draws on an `ax` it is given; each `*_figure` makes a figure of them. Nothing
+is computed beyond drawing (curves come in ready-made), saved or logged here.
 """
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from features import schema
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+"""Group colours in the order the caller lists its groups (treated first, by convention)."""
 
-GROUP_COLOURS = {schema.TREATED: "#1f77b4", schema.CONTROL: "#d62728", "all": "#444444"}
+
+def group_colours(labels: Sequence[str]) -> dict[str, str]:
+    """One colour per group label, in order."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
 
 
 def love_plot(ax, smd: pd.DataFrame, threshold: float = 0.1, confounders_only: bool = False) -> None:
@@ -25,8 +32,8 @@ def love_plot(ax, smd: pd.DataFrame, threshold: float = 0.1, confounders_only: b
     y = np.arange(len(data))
     ax.scatter(data["abs_before"], y, marker="o", facecolors="none", edgecolors="#888888",
                label="unweighted")
-    ax.scatter(data["abs_after"], y, marker="o", color="#1f77b4", label="IPTW-weighted")
-    ax.axvline(threshold, color="#d62728", linestyle="--", linewidth=1, label=f"|SMD| = {threshold:g}")
+    ax.scatter(data["abs_after"], y, marker="o", color=PALETTE[0], label="IPTW-weighted")
+    ax.axvline(threshold, color=PALETTE[1], linestyle="--", linewidth=1, label=f"|SMD| = {threshold:g}")
     ax.set_yticks(y, data["term"], fontsize=7)
     ax.set_xlabel("absolute standardized mean difference")
     ax.set_title("Covariate balance (Love plot)")
@@ -34,83 +41,97 @@ def love_plot(ax, smd: pd.DataFrame, threshold: float = 0.1, confounders_only: b
     ax.grid(axis="x", alpha=0.3)
 
 
-def km_plot(ax, time, event, group, weights=None, at_risk: bool = True, title: str = "",
+def _at_risk_rows(ax, follow_up: Mapping[str, np.ndarray], colours: Mapping[str, str]) -> None:
+    """Numbers at risk (patients followed at least to each tick) as text rows under the axis."""
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    transform = ax.get_xaxis_transform()  # x in data units, y in axes units
+    ax.text(-0.04, -0.16, "At risk", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+    for i, (label, times) in enumerate(follow_up.items()):
+        y = -0.22 - 0.06 * i
+        ax.text(-0.04, y, label, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                color=colours[label])
+        for tick in ticks:
+            ax.text(tick, y, str(int(np.sum(np.asarray(times) >= tick))), transform=transform,
+                    ha="center", va="top", fontsize=8)
+
+
+def km_plot(ax, curves: Mapping[str, pd.DataFrame], colours: Mapping[str, str] | None = None,
+            follow_up: Mapping[str, np.ndarray] | None = None, title: str = "",
             ylabel: str = "survival probability") -> None:
-    """Kaplan-Meier curves per group, optionally IPTW-weighted, with numbers at risk.
+    """Step curves per group, each a frame (time, survival, ci_low, ci_high) from time 0.
 
-    Weighted curves are drawn without a pointwise band (Greenwood bands would treat the
-    weights as patient counts); the numbers at risk are real patients, not weights.
+    A band is drawn where ci_low/ci_high are given (not NaN); `follow_up` (real patients'
+    follow-up times per group) adds the numbers at risk under the axis.
     """
-    from lifelines import KaplanMeierFitter
-    from lifelines.exceptions import StatisticalWarning
-    from lifelines.plotting import add_at_risk_counts
-
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    group = np.asarray(group)
-    counted = []
-    for label in (schema.TREATED, schema.CONTROL):
-        m = group == label
-        if not m.any():
-            continue
-        w = None if weights is None else np.asarray(weights, dtype=float)[m]
-        with warnings.catch_warnings():
-            # lifelines warns that its variance is naive under IPTW weights: no band is drawn
-            warnings.simplefilter("ignore", StatisticalWarning)
-            kmf = KaplanMeierFitter(label=label).fit(time[m], event[m], weights=w)
-        kmf.plot_survival_function(ax=ax, ci_show=weights is None, color=GROUP_COLOURS[label])
-        counted.append(KaplanMeierFitter(label=label).fit(time[m], event[m]))
+    colours = colours or group_colours(list(curves))
+    for label, curve in curves.items():
+        colour = colours[label]
+        ax.step(curve["time"], curve["survival"], where="post", color=colour, label=label)
+        if curve["ci_low"].notna().all():
+            ax.fill_between(curve["time"], curve["ci_low"], curve["ci_high"], step="post",
+                            color=colour, alpha=0.2, linewidth=0)
     ax.axhline(0.5, color="#999999", linewidth=0.8, linestyle=":")
     ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
     ax.set_xlabel("months")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if at_risk and counted:
-        add_at_risk_counts(*counted, ax=ax, rows_to_show=["At risk"])
+    ax.legend(fontsize=8)
+    if follow_up:
+        _at_risk_rows(ax, follow_up, colours)
 
 
-def propensity_overlap(ax, propensity, treated, bins: int = 20) -> None:
-    """Mirrored histograms of the propensity score by group (overlap / positivity)."""
+def propensity_overlap(ax, propensity, treated, labels: tuple[str, str] = ("treated", "control"),
+                       bins: int = 20) -> None:
+    """Mirrored histograms of the propensity score by group (overlap / positivity).
+
+    `labels` names the treated group (drawn above the axis), then the control group.
+    """
     e = np.asarray(propensity, dtype=float)
     t = np.asarray(treated, dtype=bool)
+    colours = group_colours(labels)
     edges = np.linspace(0, 1, bins + 1)
     up, _ = np.histogram(e[t], edges)
     down, _ = np.histogram(e[~t], edges)
     width = edges[1] - edges[0]
-    ax.bar(edges[:-1], up, width=width, align="edge", color=GROUP_COLOURS[schema.TREATED],
-           alpha=0.8, label=schema.TREATED)
-    ax.bar(edges[:-1], -down, width=width, align="edge", color=GROUP_COLOURS[schema.CONTROL],
-           alpha=0.8, label=schema.CONTROL)
+    ax.bar(edges[:-1], up, width=width, align="edge", color=colours[labels[0]], alpha=0.8,
+           label=labels[0])
+    ax.bar(edges[:-1], -down, width=width, align="edge", color=colours[labels[1]], alpha=0.8,
+           label=labels[1])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"propensity score P({schema.TREATED} | confounders)")
-    ax.set_ylabel("patients (CI below the axis)")
+    ax.set_xlabel(f"propensity score P({labels[0]} | confounders)")
+    ax.set_ylabel(f"patients ({labels[1]} below the axis)")
     ax.set_title("Propensity overlap")
     ax.legend(fontsize=8)
 
 
-def analysis_figures(result, df: pd.DataFrame) -> dict[str, object]:
-    """The analysis figures by file name: KM PFS / OS (unweighted | IPTW), Love plot, overlap."""
-    import matplotlib.pyplot as plt
+# --- figures ------------------------------------------------------------------------------------
 
-    figures = {}
-    group = df[schema.TREATMENT].to_numpy()
-    for endpoint, (tcol, ecol) in schema.ENDPOINTS.items():
-        name = endpoint.upper()
-        fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharey=True)
-        km_plot(axes[0], df[tcol], df[ecol], group, title=f"{name}, unweighted (95% Greenwood band)",
-                ylabel=f"{name} probability")
-        km_plot(axes[1], df[tcol], df[ecol], group, weights=result.iptw.weights,
-                title=f"{name}, IPTW-weighted ({result.iptw.estimand.upper()})",
-                ylabel=f"{name} probability")
-        fig.tight_layout()
-        figures[f"km_{endpoint}.png"] = fig
-    fig, ax = plt.subplots(figsize=(7, max(4.0, 0.22 * len(result.smd) + 1.5)))
-    love_plot(ax, result.smd, result.config.balance_threshold)
+
+def km_figure(panels: Sequence[tuple[str, Mapping[str, pd.DataFrame]]], ylabel: str,
+              follow_up: Mapping[str, np.ndarray] | None = None):
+    """KM panels side by side (sharing the y axis), each (title, curves per group)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), sharey=True,
+                             squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels, strict=True):
+        km_plot(ax, curves, follow_up=follow_up, title=title, ylabel=ylabel)
     fig.tight_layout()
-    figures["love_plot.png"] = fig
+    return fig
+
+
+def love_figure(smd: pd.DataFrame, threshold: float):
+    """The Love plot, its height growing with the number of terms."""
+    fig, ax = plt.subplots(figsize=(7, max(4.0, 0.22 * len(smd) + 1.5)))
+    love_plot(ax, smd, threshold)
+    fig.tight_layout()
+    return fig
+
+
+def overlap_figure(propensity, treated, labels: tuple[str, str]):
+    """The propensity overlap histogram as a figure."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    propensity_overlap(ax, result.iptw.propensity, result.iptw.treated)
+    propensity_overlap(ax, propensity, treated, labels)
     fig.tight_layout()
-    figures["propensity_overlap.png"] = fig
-    return figures
+    return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from rich.console import Console
@@ -46,8 +47,8 @@ def print_medians(console: Console, medians: pd.DataFrame) -> None:
             f"{_nr(r.median)} ({_nr(r.ci_low)} to {_nr(r.ci_high)})" for r in medians.itertuples()
         ]}
     )[["endpoint", "group", "n", "events", "median (95% CI), months"]]
-    print_frame(console, shown, title="Kaplan-Meier medians (unweighted; 95% CI: lifelines, "
-                "exponential Greenwood; NR = not reached)")
+    print_frame(console, shown, title="Kaplan-Meier medians (unweighted; 95% CI: exponential "
+                "Greenwood; NR = not reached)")
 
 
 def median_metrics(medians: pd.DataFrame) -> dict[str, float]:
@@ -78,57 +79,81 @@ def cox_side_by_side(univariable: pd.DataFrame, multivariable: pd.DataFrame) -> 
     return both.loc[order].fillna("-").reset_index(names="term")
 
 
-def print_analysis(console: Console, result) -> None:
-    """Print an `ml.analysis.AnalysisResult`: balance, survival, Cox, side by side, methods."""
-    cfg, iptw = result.config, result.iptw
-    trunc = f", truncated at percentiles {cfg.truncate}" if cfg.truncate else ""
-    console.print(f"[bold]Propensity[/]: logistic on {', '.join(iptw.confounders)}; "
-                  f"{cfg.estimand.upper()} weights, {'stabilized' if cfg.stabilized else 'unstabilized'}"
+def print_propensity(console: Console, confounders: Sequence[str], estimand: str, stabilized: bool,
+                     truncate: Sequence[float] | None) -> None:
+    """One line: the propensity model's confounders and the kind of weights."""
+    trunc = f", truncated at percentiles {tuple(truncate)}" if truncate else ""
+    console.print(f"[bold]Propensity[/]: logistic on {', '.join(confounders)}; "
+                  f"{estimand.upper()} weights, {'stabilized' if stabilized else 'unstabilized'}"
                   f"{trunc}", highlight=False)
-    print_table_one(console, result.table_one_before, f"Table 1, unweighted ({result.n} patients)")
-    print_table_one(console, result.table_one_after, "Table 1, IPTW-weighted (pseudo-population)")
-    print_frame(console, iptw.diagnostics, title="Weights per group (ESS = Kish effective sample size)")
-    bal = result.balance
-    verdict = ("[green]balanced[/]" if bal["balanced"] else
-               f"[yellow]not balanced[/]: {', '.join(bal['imbalanced_after'])}")
-    console.print(f"Balance of the confounders (|SMD| < {bal['threshold']:g}): max |SMD| "
-                  f"{bal['max_abs_smd_before']:.3f} before, {bal['max_abs_smd_after']:.3f} after; {verdict}",
-                  highlight=False)
-    med = result.medians
-    shown = med.assign(**{"median (95% CI), months": [
-        f"{_nr(r.median)} ({_nr(r.ci_low)} to {_nr(r.ci_high)})" for r in med.itertuples()
+
+
+def print_balance(console: Console, balance: Mapping) -> None:
+    """The largest |SMD| of the confounders before and after weighting, and the verdict."""
+    verdict = ("[green]balanced[/]" if balance["balanced"] else
+               f"[yellow]not balanced[/]: {', '.join(balance['imbalanced_after'])}")
+    console.print(f"Balance of the confounders (|SMD| < {balance['threshold']:g}): max |SMD| "
+                  f"{balance['max_abs_smd_before']:.3f} before, {balance['max_abs_smd_after']:.3f} after; "
+                  f"{verdict}", highlight=False)
+
+
+def print_survival(console: Console, medians: pd.DataFrame, logrank: pd.DataFrame) -> None:
+    """KM medians (unweighted and weighted, with their CI method) and the two-group tests."""
+    shown = medians.assign(**{"median (95% CI), months": [
+        f"{_nr(r.median)} ({_nr(r.ci_low)} to {_nr(r.ci_high)})" for r in medians.itertuples()
     ]})[["endpoint", "weighting", "group", "n", "events", "median (95% CI), months", "ci_method"]]
     print_frame(console, shown, title="Kaplan-Meier medians (NR = not reached)")
-    lr = result.logrank.assign(p=[_p(p) for p in result.logrank["p"]])
+    lr = logrank.assign(p=[_p(p) for p in logrank["p"]])
     print_frame(console, lr, title="CIA vs CI: log-rank (unweighted) and robust score test (IPTW)")
+
+
+def _hr_text(d: Mapping, low: str = "ci_low", high: str = "ci_high") -> str:
+    return f"{d['hr']:.2f} ({d[low]:.2f}-{d[high]:.2f})"
+
+
+def _treatment_rows(endpoint: str, crude: Mapping, iptw: Mapping, replicates: int) -> list[dict]:
+    rows = [{"endpoint": endpoint, "model": "crude", "HR (95% CI)": _hr_text(crude),
+             "SE log-HR": f"{crude['se_log_hr']:.3f}", "p": _p(crude["p"])},
+            {"endpoint": endpoint, "model": "IPTW, robust SE", "HR (95% CI)": _hr_text(iptw),
+             "SE log-HR": f"{iptw['se_log_hr_robust']:.3f}", "p": _p(iptw["p"])}]
+    if "se_log_hr_bootstrap" in iptw:
+        rows.append({"endpoint": endpoint, "model": f"IPTW, bootstrap SE ({replicates})",
+                     "HR (95% CI)": _hr_text(iptw, "ci_low_bootstrap", "ci_high_bootstrap"),
+                     "SE log-HR": f"{iptw['se_log_hr_bootstrap']:.3f}", "p": _p(iptw["p_bootstrap"])})
+    return rows
+
+
+def print_treatment_cox(console: Console, crude: Mapping[str, Mapping], iptw: Mapping[str, Mapping],
+                        replicates: int) -> None:
+    """Crude and IPTW hazard ratios for treatment per endpoint (robust and bootstrap SE)."""
     rows = []
-    for ep in ("pfs", "os"):
-        for label, d, se_key in (("crude", result.crude_cox[ep], "se_log_hr"),
-                                 ("IPTW, robust SE", result.iptw_cox[ep], "se_log_hr_robust")):
-            rows.append({"endpoint": ep, "model": label, "HR (95% CI)":
-                         f"{d['hr']:.2f} ({d['ci_low']:.2f}-{d['ci_high']:.2f})",
-                         "SE log-HR": f"{d[se_key]:.3f}", "p": _p(d["p"])})
-        d = result.iptw_cox[ep]
-        if "se_log_hr_bootstrap" in d:
-            rows.append({"endpoint": ep, "model": f"IPTW, bootstrap SE ({result.bootstrap_replicates})",
-                         "HR (95% CI)": f"{d['hr']:.2f} ({d['ci_low_bootstrap']:.2f}-"
-                                        f"{d['ci_high_bootstrap']:.2f})",
-                         "SE log-HR": f"{d['se_log_hr_bootstrap']:.3f}", "p": _p(d["p_bootstrap"])})
+    for endpoint in iptw:
+        rows += _treatment_rows(endpoint, crude[endpoint], iptw[endpoint], replicates)
     print_frame(console, pd.DataFrame(rows), title="Cox model for treatment (CIA vs CI)")
-    for ep, name in (("pfs", "PFS"), ("os", "OS")):
-        print_frame(console, cox_side_by_side(result.cox_univariable[ep], result.cox_multivariable[ep]),
-                    title=f"Cox models for {name} (Wald CI and p; multivariable on "
-                          f"{int(result.cox_multivariable[ep]['n'].iloc[0])} complete cases)")
-    flags = pd.concat(result.ph_tests.values(), ignore_index=True)
-    flags = flags[flags["ph_violated"]]
-    if len(flags):
-        for r in flags.itertuples():
-            console.print(f"[yellow]PH check ({r.model})[/]: {r.note}", highlight=False)
-    else:
+
+
+def print_cox_tables(console: Console, univariable: Mapping[str, pd.DataFrame],
+                     multivariable: Mapping[str, pd.DataFrame]) -> None:
+    """Univariable next to multivariable HRs, one table per endpoint."""
+    for endpoint, multi in multivariable.items():
+        print_frame(console, cox_side_by_side(univariable[endpoint], multi),
+                    title=f"Cox models for {endpoint.upper()} (Wald CI and p; multivariable on "
+                          f"{int(multi['n'].iloc[0])} complete cases)")
+
+
+def print_ph_flags(console: Console, ph_tests: pd.DataFrame) -> None:
+    """The terms whose PH check fails, each with its note; or that none does."""
+    flags = ph_tests[ph_tests["ph_violated"]]
+    for r in flags.itertuples():
+        console.print(f"[yellow]PH check ({r.model})[/]: {r.note}", highlight=False)
+    if not len(flags):
         console.print("PH check (Schoenfeld residuals): no term flagged", highlight=False)
-    print_frame(console, result.side_by_side, title="Side by side with the published study")
+
+
+def print_methods(console: Console, methods: Mapping[str, str], warnings: Sequence[str]) -> None:
+    """How each number was computed, then the warnings collected on the way."""
     console.print("[bold]Methods[/]", highlight=False)
-    for key, text in result.methods.items():
+    for key, text in methods.items():
         console.print(f"  {key}: {text}", highlight=False)
-    for message in result.warnings:
+    for message in warnings:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -1,4 +1,4 @@
-"""The weighted Cox partial likelihood: one engine for `ml.causal` and `ml.models.cox`.
+"""The weighted Cox partial likelihood: one engine for `ml.stats.cox` and `ml.models.cox`.
 
 With case weights w and ties handled by Efron's method (or Breslow's):
 
@@ -80,7 +80,21 @@ def evaluate(rs: RiskSets, beta: np.ndarray, hessian: bool = True,
     With `residuals`, also the per-row score residuals U_i in the original row order
     (unweighted; sum_i w_i U_i is the gradient), for the robust sandwich variance.
     """
-    x, w, ev, group, c, wbar = rs.x, rs.w, rs.ev, rs.group, rs.c, rs.wbar
+    x, w, ev, wbar = rs.x, rs.w, rs.ev, rs.wbar
+    eta, r, v, den, num = _efron_sums(rs, beta)
+    loglik = float(np.sum(w[ev] * eta[ev]) - np.sum(wbar * np.log(den)))
+    grad = (w[ev, None] * x[ev]).sum(0) - ((wbar / den)[:, None] * num).sum(0)
+    info = _information(rs, v, den, num) if hessian else None
+    resid = _score_residuals(rs, r, den, num / den[:, None]) if residuals else None
+    return PartialLikelihood(loglik=loglik, gradient=grad, information=info, residuals=resid)
+
+
+def _efron_sums(rs: RiskSets, beta: np.ndarray):
+    """Per event slot, the Efron risk-set sums S0 - l/d S0(D) and S1 - l/d S1(D) at beta.
+
+    Also returns the shifted linear predictor eta, r = exp(eta) and v = w r per sorted row.
+    """
+    x, w, ev, group, c = rs.x, rs.w, rs.ev, rs.group, rs.c
     eta = x @ beta
     eta = eta - eta.max()  # log PL is invariant to a shift of eta; this keeps exp() finite
     r = np.exp(eta)
@@ -91,11 +105,19 @@ def evaluate(rs: RiskSets, beta: np.ndarray, hessian: bool = True,
     s1d = np.add.reduceat(v[ev, None] * x[ev], rs.starts, axis=0)
     den = s0[group] - c * s0d[group]
     num = s1[group] - c[:, None] * s1d[group]
-    loglik = float(np.sum(w[ev] * eta[ev]) - np.sum(wbar * np.log(den)))
-    grad = (w[ev, None] * x[ev]).sum(0) - ((wbar / den)[:, None] * num).sum(0)
-    info = _information(rs, v, den, num) if hessian else None
-    resid = _score_residuals(rs, r, den, num / den[:, None]) if residuals else None
-    return PartialLikelihood(loglik=loglik, gradient=grad, information=info, residuals=resid)
+    return eta, r, v, den, num
+
+
+def schoenfeld_residuals(rs: RiskSets, beta: np.ndarray) -> np.ndarray:
+    """Schoenfeld residuals of the events (positive weight), in time order (ties: row order).
+
+    Each is x_i minus the mean, over the Efron slots of its time, of the weighted risk-set
+    means of x; unweighted by the event's own weight (lifelines' and R's convention).
+    """
+    _, _, _, den, num = _efron_sums(rs, beta)
+    xbar = num / den[:, None]
+    mean_xbar = np.add.reduceat(xbar, rs.starts, axis=0) / rs.counts[:, None]
+    return rs.x[rs.ev] - mean_xbar[rs.group]
 
 
 def _information(rs: RiskSets, v, den, num) -> np.ndarray:

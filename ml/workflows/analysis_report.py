@@ -1,0 +1,65 @@
+"""The analysis's result shown: terminal tables and figures, made from plain data.
+
+`ml.reporting` draws and prints without knowing the analysis; this module picks the frames,
+numbers and group labels out of an `AnalysisResult` (and the cohort) and hands them over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from features import schema
+from ml.reporting import analysis_plots as plots
+from ml.reporting import display
+from ml.stats.km import km_frame
+from ml.workflows.analysis_result import AnalysisResult
+
+GROUPS = (schema.TREATED, schema.CONTROL)
+
+
+def print_analysis(console: Console, result: AnalysisResult) -> None:
+    """Balance, survival, Cox models, side by side, methods and warnings, in reading order."""
+    cfg, iptw = result.config, result.iptw
+    display.print_propensity(console, iptw.confounders, cfg.estimand, cfg.stabilized, cfg.truncate)
+    display.print_table_one(console, result.table_one_before, f"Table 1, unweighted ({result.n} patients)")
+    display.print_table_one(console, result.table_one_after, "Table 1, IPTW-weighted (pseudo-population)")
+    display.print_frame(console, iptw.diagnostics,
+                        title="Weights per group (ESS = Kish effective sample size)")
+    display.print_balance(console, result.balance)
+    display.print_survival(console, result.medians, result.logrank)
+    display.print_treatment_cox(console, result.crude_cox, result.iptw_cox, result.bootstrap_replicates)
+    display.print_cox_tables(console, result.cox_univariable, result.cox_multivariable)
+    display.print_ph_flags(console, pd.concat(result.ph_tests.values(), ignore_index=True))
+    display.print_frame(console, result.side_by_side, title="Side by side with the published study")
+    display.print_methods(console, result.methods, result.warnings)
+
+
+def _curves(df: pd.DataFrame, endpoint: str, weights: np.ndarray | None) -> dict[str, pd.DataFrame]:
+    tcol, ecol = schema.ENDPOINTS[endpoint]
+    group = df[schema.TREATMENT].to_numpy()
+    curves = {}
+    for label in GROUPS:
+        m = group == label
+        if m.any():
+            w = None if weights is None else weights[m]
+            curves[label] = km_frame(df[tcol].to_numpy()[m], df[ecol].to_numpy()[m], w)
+    return curves
+
+
+def analysis_figures(result: AnalysisResult, df: pd.DataFrame) -> dict[str, object]:
+    """The analysis figures by file name: KM PFS / OS (unweighted | IPTW), Love plot, overlap."""
+    figures = {}
+    group = df[schema.TREATMENT].to_numpy()
+    for endpoint, (tcol, _) in schema.ENDPOINTS.items():
+        name = endpoint.upper()
+        follow_up = {g: df[tcol].to_numpy()[group == g] for g in GROUPS if (group == g).any()}
+        panels = [(f"{name}, unweighted (95% Greenwood band)", _curves(df, endpoint, None)),
+                  (f"{name}, IPTW-weighted ({result.iptw.estimand.upper()})",
+                   _curves(df, endpoint, result.iptw.weights))]
+        figures[f"km_{endpoint}.png"] = plots.km_figure(panels, f"{name} probability", follow_up)
+    figures["love_plot.png"] = plots.love_figure(result.smd, result.config.balance_threshold)
+    figures["propensity_overlap.png"] = plots.overlap_figure(result.iptw.propensity,
+                                                             result.iptw.treated, GROUPS)
+    return figures
