@@ -19,6 +19,7 @@ import pandas as pd
 
 from features import schema
 from features.pipeline import ONE_HOT_SEPARATOR, FeatureSpec, cohort_spec, infer_spec
+from features.twin import TwinConfig
 
 PUBLIC = ("veterans", "gbsg2", "whas500", "aids", "flchain")
 DATASETS = ("twin", *PUBLIC)
@@ -72,16 +73,18 @@ class SurvivalData:
         return max(self.horizons, key=self.horizons.get)
 
 
-def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs") -> SurvivalData:
-    """The digital-twin cohort (twin.generate defaults: n = 101, the named seed)."""
+def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs",
+         config: TwinConfig | None = None) -> SurvivalData:
+    """The digital-twin cohort (twin.generate defaults: n = 101, the named seed, the default
+    cohort config), rows labelled by patient id."""
     from features import twin as twin_module
 
     if endpoint not in schema.ENDPOINTS:
         raise DatasetError(f"unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
-    cohort = twin_module.generate(n=n, seed=seed)
+    cohort = twin_module.generate(n=n, seed=seed, config=config)
     time, event = schema.ENDPOINTS[endpoint]
     spec = cohort_spec(include_treatment=True)
-    frame = cohort.data[[*spec.columns, time, event]].copy()
+    frame = cohort.data.set_index(schema.ID)[[*spec.columns, time, event]].copy()
     truth_col = f"true_lp_{endpoint}"
     truth = cohort.truth[truth_col].to_numpy(dtype=float) if truth_col in cohort.truth else None
     notes = [] if truth is not None else [f"no true linear predictor for {endpoint}: no oracle row"]
