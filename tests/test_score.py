@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features import datasets, schema
+from ml import explain
 from ml.cli import app
-from ml.explain import explainers as explain
 from ml.serving import scorer as score
 
 FAMILIES = ("cox", "coxnet", "iptw_cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")

@@ -897,7 +897,7 @@ def _fast_preprocessor(pipeline: Any, features: pd.DataFrame) -> _FastPreprocess
 def _feature_groups(columns: Sequence[str], raw: pd.DataFrame) -> pd.DataFrame:
     """0/1 matrix (transformed column x original feature): sums one-hot SHAP back."""
     from features.pipeline import original_feature
-    from ml.explain.explainers import infer_feature_spec
+    from ml.explain import infer_feature_spec
 
     spec = infer_feature_spec(raw, columns)
     origin = [original_feature(c, spec) for c in columns]
