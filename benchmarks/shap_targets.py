@@ -25,16 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features import twin
+from features import datasets, twin
+from ml import explain as E
 from ml import models
-from ml.explain import explainers as E
+from ml.workflows import explain as W
 
 MODELS = ("cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
 AGNOSTIC_ROWS = 20
 
 
 def speed(n: int = 1000, n_trees: int = 300, seed: int = 0) -> None:
-    data = E.twin_data(n=n, seed=seed)
+    data = datasets.twin(n=n, seed=seed)
     t0 = time.perf_counter()
     fitted = models.fit_full("rsf", data.spec, data.X, data.y, random_state=seed, n_estimators=n_trees)
     fit_s = time.perf_counter() - t0
@@ -71,7 +72,7 @@ def recovery(seeds: int, sizes=(101, 500), config_path: Path | None = None, name
     label = config_path.name if config_path else "default.yaml"
     for n in sizes:
         t0 = time.perf_counter()
-        checks, table = E.recovery_over_seeds(names, range(1, seeds + 1), n=n, config=config, random_state=0)
+        checks, table = W.recovery_over_seeds(names, range(1, seeds + 1), n=n, config=config, random_state=0)
         smoking = {m: np.mean([c.features["smoking"]["direction_found"].get("ever", 0) ==
                                np.sign(truth["smoking=ever"]) for c in checks if c.model == m])
                    for m in names}

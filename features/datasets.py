@@ -21,7 +21,7 @@ import pandas as pd
 from sksurv import datasets as sksurv_datasets
 from sksurv.util import Surv
 
-from features.contract import ENDPOINTS, TREATED, TREATMENT
+from features.contract import ENDPOINTS, ID, TREATED, TREATMENT
 from features.pipeline import ONE_HOT_SEPARATOR, FeatureSpec, cohort_spec, infer_spec
 from features.twin import TwinConfig, generate
 
@@ -125,6 +125,7 @@ def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs",
     call = f"n={n_drawn}, seed={cohort.seed}" + (f", config {config.version}" if config else "")
     data = from_cohort(cohort.data, endpoint, name=f"twin (n={n_drawn}, seed {cohort.seed})",
                        source=f"features.twin.generate({call})")
+    data.frame.index = pd.Index(cohort.data[ID].to_numpy(), name=ID)  # rows named by patient id
     truth_col = f"true_lp_{endpoint}"
     if truth_col in cohort.truth:
         data.truth = cohort.truth[truth_col].to_numpy(dtype=float)

@@ -83,7 +83,8 @@ def test_a_cohort_table_takes_the_contracts_features_and_the_studys_horizons(coh
 def test_the_twin_is_a_cohort_table_with_its_truth(twin_small):
     data = D.twin(n=300, seed=11)
     expected = D.from_cohort(twin_small.data, "pfs")
-    pd.testing.assert_frame_equal(data.frame, expected.frame)
+    pd.testing.assert_frame_equal(data.frame.reset_index(drop=True), expected.frame)
+    assert list(data.frame.index) == list(twin_small.data["id"])  # rows named by patient id
     assert data.spec == expected.spec
     assert data.source == "features.twin.generate(n=300, seed=11)"
 

@@ -1,5 +1,6 @@
-"""SHAP explanations: exactness of the tree conversion (against brute-force Shapley values),
-additivity for every model family, summaries, the twin signal check and the plots."""
+"""SHAP explanations (`ml.explain`): exactness of the tree conversion (against brute-force Shapley
+values), additivity for every model family, summaries and the signal check.
+The explain run, its figures and the command: test_explain_workflow.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
+from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
 
-from features.pipeline import FeatureSpec, cohort_spec
-from ml.explain import explainers as E
+from features import datasets
+from features.pipeline import FeatureSpec
+from ml import explain as E
+from ml import models
 
 # ------------------------------------------------------------------ a small problem (6 features)
 
@@ -30,8 +35,6 @@ def _small_problem(seed: int = 0, n: int = 160, p: int = 6):
 
 @pytest.fixture(scope="module")
 def small():
-    from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
-
     X, y = _small_problem()
     rsf = RandomSurvivalForest(n_estimators=6, max_depth=4, min_samples_leaf=4, max_samples=0.8,
                                max_features=0.7, random_state=1).fit(X, y)
@@ -138,8 +141,6 @@ def test_interventional_tree_shap_equals_brute_force_on_model_predictions(small)
 
 
 def test_low_memory_forest_explains_risk_only_and_horizon_is_checked(small):
-    from sksurv.ensemble import RandomSurvivalForest
-
     X, y, fitted = small
     lean = RandomSurvivalForest(n_estimators=3, max_depth=3, low_memory=True, random_state=0).fit(X, y)
     assert E.explain_tree(lean, X.iloc[:5]).additivity_error() < 1e-9
@@ -155,16 +156,12 @@ def test_low_memory_forest_explains_risk_only_and_horizon_is_checked(small):
 
 
 @pytest.fixture(scope="module")
-def twin_fits(twin_small):
-    from ml import models
-
-    spec = cohort_spec(include_treatment=True)
-    X = twin_small.data.set_index("id")[spec.columns]
-    y = np.empty(len(X), dtype=[("event", bool), ("time", float)])
-    y["event"], y["time"] = twin_small.data["pfs_event"].astype(bool), twin_small.data["pfs_months"]
-    fitted = {name: models.fit_full(name, spec, X, y, random_state=0, treatment_column="treatment=CIA")
+def twin_fits():
+    data = datasets.twin(n=300, seed=11)
+    fitted = {name: models.fit_full(name, data.spec, data.X, data.y, random_state=0,
+                                    treatment_column=data.treatment_column)
               for name in models.MODEL_NAMES}
-    return X, spec, fitted
+    return data.X, data.spec, fitted
 
 
 def _survival_api(model, X, horizon):
@@ -220,7 +217,10 @@ def test_xgb_aft_is_explained_on_the_risk_side(twin_fits):
     X, spec, fitted = twin_fits
     expl = E.explain(fitted["xgb_aft"], X)
     assert expl.scale == "minus log time" and "negated" in expl.method
-    margin = fitted["xgb_aft"].named_steps["model"]._margin(fitted["xgb_aft"][:-1].transform(X))
+    final, Xt = E.split_pipeline(fitted["xgb_aft"], X)
+    booster = E.unwrap(final)
+    margin = booster.predict(xgboost.DMatrix(Xt.to_numpy(np.float32), feature_names=list(Xt.columns)),
+                             output_margin=True)  # the predicted log survival time
     np.testing.assert_allclose(expl.prediction, -margin, atol=1e-5)
 
 
@@ -281,6 +281,16 @@ def test_summary_record_is_json_ready():
                                            "reference": "never"}
 
 
+def test_shap_object_has_one_column_per_feature_coded_by_level():
+    expl, spec = _toy_explanation()
+    values = E.to_shap(expl, spec)
+    assert values.feature_names == ["age", "smoking", "prior_response"]
+    np.testing.assert_allclose(values.values, E.feature_shap(expl, spec).to_numpy())
+    # colours: numbers as they are, categories as level codes in the spec's order (reference = 0)
+    np.testing.assert_array_equal(values.data[:, 2], [0, 1, 2, 1, 0, 2])
+    assert list(values.display_data[:2, 1]) == ["never", "ever"]
+
+
 # ------------------------------------------------------------------ signal check
 
 
@@ -324,104 +334,3 @@ def test_recovery_table_counts_passes_and_noise_ranks():
     table = E.recovery_table([chk("a", True, 5), chk("a", False, 9), chk("b", True, 2)]).set_index("model")
     assert table.loc["a", "recovery_rate"] == 0.5 and table.loc["b", "recovered"] == 1
     assert table.loc["a", "age_median_rank"] == 7 and table.loc["a", "age_best_rank"] == 5
-
-
-def test_cox_recovers_the_signals_and_a_reversed_smoking_config_reverses_the_direction():
-    from pathlib import Path
-
-    from features import twin
-
-    default = twin.load_config()
-    harmful = twin.load_config(Path(twin.DEFAULT_CONFIG_PATH).with_name("smoking_harmful.yaml"))
-    for config, sign in ((default, -1), (harmful, 1)):
-        truth = twin.true_log_hazard_ratios(config)
-        assert np.sign(truth["smoking=ever"]) == sign
-        data = E.twin_data(n=1500, seed=3, config=config)
-        [cox] = E.fit_and_explain(data, ["cox"], horizon=None)
-        smoking = cox.risk_summary.set_index("feature").loc["smoking"]
-        assert smoking["direction_by_level"] == {"ever": sign}
-        assert E.signal_check(cox.risk_summary, truth, noise=twin.NOISE_FEATURES).passed
-    # the truth, not the code, decides: the harmful-smoking fit fails against the default truth
-    assert not E.signal_check(cox.risk_summary, twin.true_log_hazard_ratios(default)).passed
-
-
-def test_workflow_document_on_the_twin(twin_fits):
-    from features import twin
-
-    X, spec, fitted = twin_fits
-    explained = [E.explain_fitted(name, fitted[name], X, spec, horizon=None) for name in ("rsf", "gbsa")]
-    checks = E.check_signals(explained, twin.true_log_hazard_ratios(), noise=twin.NOISE_FEATURES)
-    doc = json.loads(json.dumps(E.summary_document(explained, checks, n=len(X))))
-    assert set(doc["models"]) == {"rsf", "gbsa"}
-    features = doc["models"]["rsf"]["risk"]["features"]
-    assert set(features) == set(spec.columns)  # one entry per original feature
-    assert sorted(f["rank"] for f in features.values()) == list(range(1, len(spec.columns) + 1))
-    assert set(doc["signal_check"]["rsf"]["features"]) == {"smoking", "prior_response"}
-    assert set(doc["signal_check"]["gbsa"]["noise_ranks"]) == set(twin.NOISE_FEATURES)
-
-
-# ------------------------------------------------------------------ plots
-
-
-def test_plots_draw_on_an_axis_or_return_a_figure(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ml.reporting import explain_plots as P
-
-    expl, spec = _toy_explanation()
-    for draw in (P.plot_beeswarm, P.plot_bar):
-        fig, ax = plt.subplots()
-        assert draw(expl, ax=ax, model="toy", spec=spec) is ax
-        labels = [t.get_text() for t in ax.get_yticklabels()]
-        assert any("prior_response" in label for label in labels)
-        assert not any("=" in label for label in labels)  # one-hot columns were summed
-        fig.savefig(tmp_path / f"{draw.__name__}.png")
-        plt.close(fig)
-    fig = P.plot_waterfall(expl, patient=2, model="toy", spec=spec)
-    fig.savefig(tmp_path / "waterfall.png")
-    plt.close(fig)
-    assert all((tmp_path / f).stat().st_size > 1000 for f in ("plot_beeswarm.png", "plot_bar.png",
-                                                              "waterfall.png"))
-    with pytest.raises(KeyError, match="not among the explained rows"):
-        P.plot_waterfall(expl, patient="nobody")
-
-
-# ------------------------------------------------------------------ command
-
-
-def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_store):
-    from typer.testing import CliRunner
-
-    from ml.cli import app
-    from ml.tracking import mlflow_io as tracking
-
-    out = mlflow_store / "explain"
-    result = CliRunner().invoke(app, ["explain", "--models", "cox,rsf", "--n", "150", "--seed", "4",
-                                      "--horizon", "0", "--seeds", "2", "--patient", "P007",
-                                      "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    doc = json.loads((out / "shap_summary.json").read_text())
-    assert set(doc["models"]) == {"cox", "rsf"} and set(doc["signal_check"]) == {"cox", "rsf"}
-    assert doc["truth"]["smoking=ever"] < 0
-    assert [r["draws"] for r in doc["recovery"]] == [2, 2]
-    for name in ("cox_beeswarm.png", "rsf_bar.png", "rsf_waterfall_P007.png"):
-        assert (out / name).stat().st_size > 1000
-    assert "Signal check" in result.output
-    mlflow = tracking._mlflow()
-    runs = mlflow.search_runs(experiment_names=["explain"])
-    assert len(runs) == 1 and "metrics.recovery_rate_rsf" in runs.columns
-
-
-@pytest.mark.parametrize("args,message", [(["--models", "nope"], "unknown model"),
-                                          (["--patient", "P999"], "no patient"),
-                                          (["--dataset", "nosuch"], "unknown data set")])
-def test_explain_command_bad_input_exits_2(mlflow_store, args, message):
-    from typer.testing import CliRunner
-
-    from ml.cli import app
-
-    result = CliRunner().invoke(app, ["explain", "--n", "50", "--no-mlflow", *args])
-    assert result.exit_code == 2 and message in result.output

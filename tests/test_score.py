@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from features import datasets
 from features.contract import BY_NAME, OUTCOMES
 from features.patient import EXAMPLE_PATIENT
+from ml import explain
 from ml.cli import app
-from ml.explain import explainers as explain
 from ml.serving import inputs, resolve, results
 from ml.serving.inputs import SCORE_FEATURES, ScoringInputError, parse_patients
 from ml.tracking import mlflow_io as tracking

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import typer
 
 from ml.cli.runner import DataOpt, DropOpt, EventOpt, TimeOpt, TreatedOpt, TreatmentOpt, app, console, fail
 from ml.reporting import display
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",")) if text else ()
+
+
+def _write(document: dict[str, Any], figures: Mapping[str, Any], out: Path, summary_file: str) -> list[Path]:
+    """The summary document and the figures into `out`; returns the figure files."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / summary_file).write_text(json.dumps(document, indent=2, default=str))
+    for file_name, fig in figures.items():
+        fig.savefig(out / file_name, dpi=120, bbox_inches="tight")
+    return [out / file_name for file_name in figures]
+
+
+def _print(tables: Sequence[tuple[str, pd.DataFrame]]) -> None:
+    for title, table in tables:
+        display.print_frame(console, table, title=title)
 
 
 @app.command("explain")
@@ -39,87 +61,24 @@ def explain_command(
 ) -> None:
     """SHAP per model (one-hot summed back per feature): beeswarm, bar, waterfall, and on the twin
     whether smoking and prior response are recovered with the true direction."""
-    import json
+    import matplotlib.pyplot as plt  # slow to import: kept off the start-up path of `--help`
 
-    import matplotlib.pyplot as plt
+    from ml.workflows import explain as workflow
 
-    from features import twin
-    from features.datasets import DATASETS
-    from ml import models as zoo
-    from ml.explain import explainers as ex
-    from ml.reporting import explain_plots
-
-    if data is None and dataset not in DATASETS:
-        fail(f"unknown data set '{dataset}'; choose from {', '.join(DATASETS)}")
-    is_twin = data is None and dataset == "twin"
+    cfg = workflow.ExplainConfig(
+        dataset=dataset, data=data, time=time, event=event, treatment=treatment, treated=treated,
+        drop=_split(drop), models=_split(models), horizon=horizon, seeds=seeds, n=n, seed=seed,
+        cohort_config=config, patient=patient)
     try:
-        cfg = twin.load_config(config) if is_twin else None
-        if is_twin:
-            prepared = ex.twin_data(n=n, seed=seed, config=cfg)
-        else:
-            from ml.workflows import benchmark as bench
-
-            split = [v.strip() for v in drop.split(",")] if drop else None
-            prepared = bench.prepare_data(bench.load_config(
-                None, dataset=dataset, data=data, time=time, event=event, treatment=treatment,
-                treated=treated, drop=split))
-    except Exception as exc:  # bad config / data: one clean message
+        prepared = workflow.prepare(cfg)
+    except workflow.ExplainError as exc:
         fail(str(exc))
-    names = [m.strip() for m in models.split(",")] if models else [
-        m for m in zoo.MODEL_NAMES if prepared.treatment is not None or not zoo.REGISTRY[m].needs_treatment]
-    for name in names:
-        if name not in zoo.REGISTRY:
-            fail(f"unknown model '{name}'; choose from {', '.join(zoo.MODEL_NAMES)}")
-    if patient is not None and patient not in prepared.frame.index.astype(str):
-        fail(f"no patient '{patient}' in {prepared.name}")
-    with console.status(f"fitting and explaining {', '.join(names)} on {prepared.name}"):
-        explained = ex.fit_and_explain(prepared, names, horizon=horizon or None, random_state=seed)
-    truth = twin.true_log_hazard_ratios(cfg) if is_twin else None
-    checks = ex.check_signals(explained, truth, noise=twin.NOISE_FEATURES) if is_twin else None
-    recovery = None
-    if is_twin and seeds:
-        first = (cfg.default_seed if seed is None else seed) + 1
-        with console.status(f"signal check on {seeds} fresh twin draws"):
-            _, recovery = ex.recovery_over_seeds(names, range(first, first + seeds), n=n, config=cfg,
-                                                 random_state=seed)
-    doc = ex.summary_document(explained, checks, recovery, dataset=prepared.name, n=len(prepared.frame),
-                              horizon=horizon or None, truth=truth, config=str(config or "default"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "shap_summary.json").write_text(json.dumps(doc, indent=2, default=str))
-    figures = {}
-    for e in explained:
-        for kind, draw in (("beeswarm", explain_plots.plot_beeswarm), ("bar", explain_plots.plot_bar)):
-            fig, ax = plt.subplots(figsize=(8, 6))
-            draw(e.risk, ax=ax, model=e.model, spec=prepared.spec)
-            figures[f"{e.model}_{kind}.png"] = fig
-        if patient is not None:
-            label = prepared.frame.index[prepared.frame.index.astype(str) == patient][0]
-            figures[f"{e.model}_waterfall_{patient}.png"] = explain_plots.plot_waterfall(
-                e.risk, label, model=e.model, spec=prepared.spec)
-    for file_name, fig in figures.items():
-        fig.savefig(out / file_name, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-    table = ex.summary_frame(explained).pivot(index="feature", columns="model", values="rank")
-    display.print_frame(console, table.reset_index()[["feature", *names]].sort_values(names[0]),
-                        title=f"SHAP rank of each feature (risk, 1 = most important): {prepared.name}")
-    if checks is not None:
-        display.print_frame(console, ex.signal_frame(checks), title="Signal check vs the cohort config's "
-                            "true log HRs (pass = top 3 of non-treatment features, true direction)")
-    if recovery is not None:
-        display.print_frame(console, recovery, title=f"Recovery over {seeds} fresh twin draws")
-    console.print(f"[green]wrote[/] {out}/shap_summary.json and {len(figures)} figures")
-    if mlflow:
-        from ml.tracking import mlflow_io as tracking
-
-        with tracking.run("explain", f"explain {prepared.name}", seed=seed) as active:
-            tracking.log_params({"dataset": prepared.name, "models": ",".join(names), "horizon": horizon,
-                                 "seeds": seeds, "config": str(config or "default")})
-            tracking.log_json(doc, "shap_summary.json")
-            metrics = {f"signal_pass_{c.model}": float(c.passed) for c in checks or []}
-            if recovery is not None:
-                metrics.update({f"recovery_rate_{r.model}": r.recovery_rate for r in recovery.itertuples()})
-            tracking.log_metrics(metrics)
-            for file_name in figures:
-                tracking.log_artifact(out / file_name)
-        console.print(f"logged to MLflow run {active.info.run_id} (experiment 'explain')")
+    with console.status("explaining") as status:
+        result = workflow.run_explain(prepared, cfg, progress=status.update)
+    files = _write(result.document, workflow.figures(result, patient), out, workflow.SUMMARY_FILE)
     plt.close("all")
+    _print(workflow.report_tables(result))
+    console.print(f"[green]wrote[/] {out}/{workflow.SUMMARY_FILE} and {len(files)} figures")
+    if mlflow:
+        run_id = workflow.log_to_mlflow(result, files)
+        console.print(f"logged to MLflow run {run_id} (experiment 'explain')")

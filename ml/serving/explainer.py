@@ -15,6 +15,8 @@ import pandas as pd
 
 from features.pipeline import original_feature
 from ml.explain import explainers as explain
+from ml.explain.summaries import infer_feature_spec
+from ml.explain.trees import BOOSTING, TREE_MODELS, is_model
 
 EXPLANATION_NAMES = {"linear": "exact linear SHAP", "tree": "exact TreeSHAP (path-dependent)",
                      "xgboost": "exact TreeSHAP (XGBoost)"}
@@ -40,14 +42,14 @@ class RiskExplainer:
         final = pipeline.steps[-1][1]
         inner = explain.unwrap(final)
         self.kind, self.scale = "generic", "model risk score"
-        if explain._is(inner, *explain._TREE_MODELS, "GradientBoostingSurvivalAnalysis"):
+        if is_model(inner, *TREE_MODELS, BOOSTING):
             self.kind = "tree"
-            self.scale = explain._tree_scale(inner, explain.RISK, explain.DEFAULT_HORIZON)[0]
+            self.scale = explain.tree_scale(inner, explain.RISK, explain.DEFAULT_HORIZON)[0]
             self.inner = inner
-        elif explain._is(inner, "Booster", "XGBRegressor", "XGBModel"):
+        elif is_model(inner, *explain.XGBOOST_MODELS):
             self.kind = "xgboost"
             self.inner = inner.get_booster() if hasattr(inner, "get_booster") else inner
-            aft = "aft" in explain._xgb_objective(self.inner)
+            aft = "aft" in explain.xgb_objective(self.inner)
             self.sign, self.scale = (-1.0, "minus log time") if aft else (1.0, "log-hazard")
         elif hasattr(inner, "coef_") or hasattr(inner, "params_"):
             self.kind, self.scale = "linear", "log-hazard"
@@ -106,7 +108,7 @@ class RiskExplainer:
 
 def feature_groups(columns: Sequence[str], raw: pd.DataFrame) -> pd.DataFrame:
     """0/1 matrix (transformed column x original feature): sums one-hot SHAP back."""
-    spec = explain.infer_feature_spec(raw, columns)
+    spec = infer_feature_spec(raw, columns)
     origin = [original_feature(c, spec) for c in columns]
     features = list(dict.fromkeys(origin))
     matrix = np.zeros((len(columns), len(features)))

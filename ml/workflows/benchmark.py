@@ -356,8 +356,8 @@ def mlflow_params(config: BenchmarkConfig, data: datasets.SurvivalData) -> dict[
 def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures: dict[str, Any],
                   files: list[Path] = ()) -> str:
     """One parent run (experiment 'benchmark'), one nested run per model; returns the parent id."""
-    from ml.explain import explainers as explain
     from ml.tracking import mlflow_io as tracking
+    from ml.workflows import explain
 
     cfg = result.config
     with tracking.run("benchmark", f"benchmark {data.name}", seed=cfg.seed) as parent:
