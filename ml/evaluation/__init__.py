@@ -5,5 +5,6 @@
   table of one fold (`score_fold`); across resamples the corrected resampled-t CI and the
   leaderboard (`summarise`);
 - `loop`: fit a model on a fold's training rows and score the held-out rows
-  (`fit_and_score`), and run folds in parallel with results in fold order (`map_folds`).
+  (`fit_and_score`), the one loop of the benchmark and the tuning;
+- `parallel`: folds run serially or in worker processes, results in fold order (`map_folds`).
 """

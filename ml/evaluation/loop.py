@@ -3,12 +3,10 @@
     scoring = Scoring.of(data)                                   # horizons, tau, calibration
     fs = fit_and_score(estimator, X_train, y_train, X_test, y_test, scoring)
     fs.metrics, fs.calibration, fs.risk, fs.notes, fs.fit_seconds
-    results = map_folds(run_fold, folds, n_jobs=2)               # run_fold(k, fold), fold order
 
 `fit_and_score` fits one estimator on a fold's training rows and scores its held-out rows
-with `metrics.score_fold` (the censoring distribution comes from the training rows).
-`map_folds` runs a function over the folds, serially or in worker processes, and returns
-the results in fold order whatever order the workers finish in.
+with `metrics.score_fold` (the censoring distribution comes from the training rows). The
+folds themselves run through `ml.evaluation.parallel.map_folds` (results in fold order).
 """
 
 from __future__ import annotations
@@ -16,18 +14,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 
-from ml.evaluation.folds import Fold
 from ml.evaluation.metrics import FoldScore, score_fold
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,31 +88,3 @@ def fit_and_score(estimator: Any, X_train: pd.DataFrame, y_train: np.ndarray, X_
     except catch as exc:
         return FitScore(notes=notes, error=str(exc))
     return FitScore(fs.metrics, fs.calibration, np.asarray(risk), notes + fs.notes, seconds)
-
-
-def map_folds(run_fold: Callable[[int, Fold], T], folds: Sequence[Fold], n_jobs: int = 1,
-              on_done: Callable[[T], None] | None = None) -> list[T]:
-    """`run_fold(k, fold)` for every fold, serially or in `n_jobs` worker processes.
-
-    The results come back in fold order. `on_done(result)` is called in this process as
-    each fold finishes (in completion order when parallel), e.g. to move a progress bar.
-    """
-    if n_jobs == 1 or len(folds) <= 1:
-        results = []
-        for k, fold in enumerate(folds):
-            results.append(run_fold(k, fold))
-            if on_done is not None:
-                on_done(results[-1])
-        return results
-    finished: dict[int, T] = {}
-    # unordered: a slow first fold does not hold back the progress of the others
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    for k, result in parallel(delayed(_indexed)(run_fold, k, fold) for k, fold in enumerate(folds)):
-        finished[k] = result
-        if on_done is not None:
-            on_done(result)
-    return [finished[k] for k in range(len(folds))]
-
-
-def _indexed(run_fold: Callable[[int, Fold], T], k: int, fold: Fold) -> tuple[int, T]:
-    return k, run_fold(k, fold)

@@ -22,8 +22,9 @@ from sklearn.base import clone
 from features import datasets
 from ml import models
 from ml.evaluation.folds import EvaluationError, Fold, make_folds
-from ml.evaluation.loop import FitScore, Scoring, fit_and_score, map_folds, score_held_out
+from ml.evaluation.loop import FitScore, Scoring, fit_and_score, score_held_out
 from ml.evaluation.metrics import metric_names, summarise
+from ml.evaluation.parallel import map_folds
 from ml.workflows.benchmark.config import TUNED_SUFFIX, BenchmarkConfig, BenchmarkError, model_spec
 
 BASELINE, ORACLE = "cox", "oracle"

@@ -25,7 +25,8 @@ import pandas as pd
 from features import datasets, schema
 from features.pipeline import cohort_spec
 from ml.evaluation.folds import Fold
-from ml.evaluation.loop import Scoring, fit_and_score, map_folds
+from ml.evaluation.loop import Scoring, fit_and_score
+from ml.evaluation.parallel import map_folds
 from ml.workflows.tuning.config import OBJECTIVES, TuneConfig
 from ml.workflows.tuning.space import SearchSpace, check_space, load_search_space, make_model, with_params
 from ml.workflows.tuning.storage import (
