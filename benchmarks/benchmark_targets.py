@@ -23,7 +23,7 @@ import numpy as np
 
 from features import datasets
 from ml import models
-from ml.evaluation import evaluate
+from ml.evaluation.folds import make_folds
 from ml.workflows import benchmark as bench
 
 OUT = Path("out/benchmark_targets")
@@ -65,7 +65,7 @@ def _lifelines_c(data: datasets.SurvivalData, cfg: bench.BenchmarkConfig) -> flo
 
     y, X = data.y, data.X
     scores = []
-    for fold in evaluate.make_folds(y, cfg.folds, cfg.repeats, cfg.seed):
+    for fold in make_folds(y, cfg.folds, cfg.repeats, cfg.seed):
         pre = clone(models.make_pipeline("cox", data.spec)[0])
         train = pre.fit_transform(X.iloc[fold.train])
         test = pre.transform(X.iloc[fold.test])
@@ -115,7 +115,7 @@ def rsf() -> None:
 
     data = datasets.twin(n=20000)
     y, X = data.y, data.X
-    fold = evaluate.make_folds(y, 5, 1, 0)[0]
+    fold = make_folds(y, 5, 1, 0)[0]
     pre = clone(models.make_pipeline("cox", data.spec)[0])
     train = pre.fit_transform(X.iloc[fold.train])
     variants = {

@@ -3,7 +3,7 @@
     python benchmarks/tune_targets.py                       # all: rsf, gbsa, xgb_cox x twin 101/1000, gbsg2
     python benchmarks/tune_targets.py --models rsf --data twin101 --trials 10
 
-Each (data, model) pair runs `ml.tune.tune` (nested CV: a study per outer fold plus the
+Each (data, model) pair runs `ml.workflows.tuning.tune` (nested CV: a study per outer fold plus the
 final one) on a fresh journal storage in a temporary directory; no MLflow. Trials per
 minute = trials of all studies / wall time of the search, with the given workers.
 Not a unit test: it prints the figures (and writes --out CSV if given).
@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 
 from features import datasets
-from ml.workflows import tune
+from ml.workflows import tuning
 
 DATA = {
     "twin101": lambda: datasets.twin(n=101),
@@ -32,11 +32,11 @@ DATA = {
 def one(data_key: str, model: str, args: argparse.Namespace) -> dict:
     data = DATA[data_key]()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = tune.TuneConfig(model=model, n_trials=args.trials, outer_folds=args.outer,
+        cfg = tuning.TuneConfig(model=model, n_trials=args.trials, outer_folds=args.outer,
                               inner_folds=args.inner, workers=args.workers, seed=args.seed,
                               timeout=args.timeout, storage=str(Path(tmp) / "journal.log"))
         started = time.time()
-        result = tune.tune(data, cfg, label=data_key)
+        result = tuning.tune(data, cfg, label=data_key)
         wall = time.time() - started
     t = result.trials
     search_minutes = (t["end"].max() - t["start"].min()).total_seconds() / 60

@@ -1,4 +1,4 @@
-"""The benchmark end to end: typed config, results, JSON, the CLI and MLflow."""
+"""The benchmark end to end: typed config, results, JSON, fold order, the CLI and MLflow."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from ml import models
 from ml.cli import app
 from ml.workflows import benchmark as B
 
@@ -29,7 +30,7 @@ def test_config_typos_fail_at_load_time(tmp_path):
     bad.write_text("models: [cox, deepsurv]\n")
     with pytest.raises(B.BenchmarkError, match="unknown model"):
         B.load_config(bad)
-    assert B.load_config(None).models == list(B.models.MODEL_NAMES)
+    assert B.load_config(None).models == list(models.MODEL_NAMES)
 
 
 def test_benchmark_result_and_json():
@@ -58,11 +59,54 @@ def test_iptw_is_skipped_without_a_treatment_column():
     assert list(result.leaderboard["model"]) == ["cox"]
 
 
-def test_folds_run_in_parallel_give_the_same_scores():
+def test_folds_run_in_parallel_give_the_same_results_in_fold_order():
     serial = B.run_benchmark(B.prepare_data(_config()), _config())
     parallel = B.run_benchmark(B.prepare_data(_config()), _config(n_jobs=2))
-    cols = ["model", "repeat", "fold", "harrell_c", "uno_c"]
-    pd.testing.assert_frame_equal(serial.scores[cols], parallel.scores[cols])
+    timing = ["fit_seconds"]
+    pd.testing.assert_frame_equal(serial.scores.drop(columns=timing), parallel.scores.drop(columns=timing))
+    pd.testing.assert_frame_equal(serial.calibration, parallel.calibration)
+    pd.testing.assert_frame_equal(serial.risk, parallel.risk)
+    assert serial.notes == parallel.notes
+    folds = serial.calibration[["repeat", "fold"]].drop_duplicates()
+    assert list(folds["fold"]) == sorted(folds["fold"])
+
+
+def test_km_by_risk_matches_lifelines():
+    from lifelines import KaplanMeierFitter
+
+    cfg = _config(models=["cox"])
+    result = B.run_benchmark(B.prepare_data(cfg), cfg)
+    curves = B.km_by_risk(result.risk)
+    assert set(curves["model"]) == {"cox", "oracle"} and set(curves["group"]) == {"low", "medium", "high"}
+    for (model, group), curve in curves.groupby(["model", "group"]):
+        rows = result.risk[(result.risk["model"] == model) & (result.risk["group"] == group)]
+        fitter = KaplanMeierFitter().fit(rows["time"], rows["event"])
+        expected = fitter.survival_function_at_times(curve["time"]).to_numpy()
+        assert np.allclose(curve["survival"], expected)
+        assert curve["time"].iloc[0] == 0 and curve["time"].iloc[-1] == rows["time"].max()
+        assert (curve["n"] == len(rows)).all()
+
+
+def _without_timings(doc):
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if k not in ("seconds", "fit_seconds")}
+    return [_without_timings(v) for v in doc] if isinstance(doc, list) else doc
+
+
+def test_two_parallel_runs_write_the_same_bytes_apart_from_timings(tmp_path):
+    outputs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        result = CliRunner().invoke(app, ["benchmark", "--n", "60", "--folds", "2", "--repeats", "2",
+                                          "--n-jobs", "2", "--models", "cox,coxnet", "--no-mlflow",
+                                          "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        doc = _without_timings(json.loads((out / "benchmark.json").read_text()))
+        tables = [pd.read_csv(out / name).drop(columns="fit_seconds").to_csv(index=False)
+                  for name in ("leaderboard.csv", "fold_scores.csv")]
+        outputs.append((json.dumps(doc, indent=2), *tables))
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0][0])["notes"]  # there are notes whose order could differ
 
 
 def test_cli_end_to_end_with_mlflow(mlflow_store):

@@ -1,4 +1,5 @@
-"""ml.tune: search spaces, the study machinery (storage, workers, pruning), nested CV, registry."""
+"""ml.workflows.tuning: search spaces, the study machinery (storage, workers, pruning), nested CV,
+the registry, and the CLI's model logger (a cohort model becomes the survival pyfunc)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ml import models
-from ml.workflows import tune
+from ml.evaluation.loop import Scoring
+from ml.workflows import tuning as tune
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FAMILIES = ("rsf", "gbsa", "xgb_cox", "xgb_aft", "coxnet")
@@ -91,7 +93,22 @@ def test_bad_config_values_are_refused(kwargs):
 
 
 def test_redact_hides_passwords():
-    assert tune._redact("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    assert tune.redact("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+
+
+def test_outer_summary_pairs_tuned_with_default_and_lists_the_objective_first():
+    import pandas as pd
+
+    rows = [{"fold": k, "variant": v, "n_train": 80, "n_test": 40, "harrell_c": c, "ibs": 0.2,
+             "uno_c": c + (0.02 if v == "tuned" else 0)}
+            for k, c in enumerate([0.60, 0.65, 0.70]) for v in ("tuned", "default")]
+    summary = tune.summarise_outer(pd.DataFrame(rows))
+    gap = summary.query("metric == 'uno_c' and variant == 'tuned - default'").iloc[0]
+    assert gap["mean"] == pytest.approx(0.02) and gap["ci_low"] == pytest.approx(0.02)  # paired: no noise
+    table = tune.summary_table(summary, "ibs")
+    assert list(table["metric"][:3]) == ["ibs"] * 3
+    assert list(table["variant"][:3]) == ["tuned", "default", "tuned - default"]
+    assert table.loc[0, "95% CI"] == "0.200 to 0.200"
 
 
 # ---- objective and pruning ------------------------------------------------------------
@@ -99,7 +116,7 @@ def _objective(data, model="coxnet", folds=3):
     X, y = data.X.reset_index(drop=True), data.y
     base = tune.make_model(model, data.spec, random_state=0)
     return tune.InnerCVObjective(X, y, base, tune.load_search_space(model),
-                                 tune.splits(y, folds, random_state=0), "uno_c", tune.Scoring.of(data))
+                                 tune.cv_folds(y, folds, random_state=0), "uno_c", Scoring.of(data))
 
 
 def test_a_hopeless_configuration_is_pruned_after_the_first_inner_fold(data):
@@ -129,7 +146,7 @@ def test_reported_values_are_running_means_of_the_fold_scores(data):
 def _job(data, storage, name, n_trials, worker, invocation="test"):
     cfg = tune.TuneConfig(model="coxnet", n_trials=n_trials, inner_folds=2, seed=3, storage=storage)
     task = tune.StudyTask(name, np.arange(len(data.y)), 0)
-    return tune.WorkerJob(data.X.reset_index(drop=True), data.y, data.spec, tune.Scoring.of(data), cfg,
+    return tune.WorkerJob(data.X.reset_index(drop=True), data.y, data.spec, Scoring.of(data), cfg,
                           tune.load_search_space("coxnet"), (task,), storage, n_trials, worker,
                           invocation, None)
 
@@ -231,7 +248,10 @@ def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_s
 
     cfg = tune.TuneConfig(model="coxnet", n_trials=3, outer_folds=2, inner_folds=2, seed=1,
                           storage=str(mlflow_store / "j.log"), pruner_startup_trials=2)
-    result, reg = tune.run_and_log(data, cfg, registered_name="rechallenge-pfs-coxnet")
+    from ml.cli.tune import survival_model_logger
+
+    result, reg = tune.run_and_log(data, cfg, registered_name="rechallenge-pfs-coxnet",
+                                   log_model=survival_model_logger("coxnet", cfg.seed))
     assert reg.version == "1" and reg.promoted and reg.previous_champion is None
     client = mlflow.MlflowClient()
     children = client.search_runs(
@@ -250,6 +270,21 @@ def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_s
     scored = mlflow.pyfunc.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"]).predict(
         data.X.head(30))
     assert set(scored["risk_group"]) <= {"low", "intermediate", "high"}
+
+
+@pytest.mark.slow
+def test_a_model_of_another_table_is_logged_in_the_sklearn_flavour(mlflow_store):
+    import mlflow
+
+    from features import datasets
+    from ml.cli.tune import survival_model_logger
+    from ml.tracking import mlflow_io as tracking
+
+    veterans = datasets.public("veterans")
+    fitted = models.fit_full("cox", veterans.spec, veterans.X, veterans.y)
+    with tracking.run("tune", "models"):
+        uri = survival_model_logger("cox", 0)(fitted, veterans)
+    assert np.allclose(mlflow.sklearn.load_model(uri).predict(veterans.X), fitted.predict(veterans.X))
 
 
 # ---- CLI bad input --------------------------------------------------------------------

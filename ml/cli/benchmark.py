@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml.cli.runner import (
     DataOpt,
@@ -19,6 +23,11 @@ from ml.cli.runner import (
     fail,
 )
 from ml.reporting import benchmark_display
+
+if TYPE_CHECKING:
+    from ml.workflows.benchmark import BenchmarkConfig, BenchmarkResult
+
+T = TypeVar("T")
 
 
 @app.command("benchmark")
@@ -48,58 +57,71 @@ def benchmark(
                                "registered champion (rechallenge tune), refitted with its best params."),
 ) -> None:
     """Every model family on the same repeated CV folds: leaderboard with CIs and the difference to Cox."""
-    import json
-
-    import matplotlib.pyplot as plt
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    # heavy (the model zoo, pyplot): imported here, off the path of `--help`
     from ml.reporting import benchmark_plots
     from ml.workflows import benchmark as bench
 
-    split = (lambda text: [v.strip() for v in text.split(",") if v.strip()])  # noqa: E731
+    overrides = dict(dataset=dataset, data=data, time=time, event=event, treatment=treatment,
+                     treated=treated, drop=_names(drop), endpoint=endpoint, models=_names(models),
+                     repeats=repeats, folds=folds, seed=seed, n=n, n_jobs=n_jobs)
     try:
-        config = bench.load_config(
-            experiment, dataset=dataset, data=data, time=time, event=event, treatment=treatment,
-            treated=treated, drop=split(drop) if drop else None, endpoint=endpoint,
-            models=split(models) if models else None, repeats=repeats, folds=folds, seed=seed, n=n,
-            n_jobs=n_jobs)
+        config = bench.load_config(experiment, **overrides)
         prepared = bench.prepare_data(config)
+        if tuned:
+            config = _with_tuned_rows(config)
+        result = _run_with_progress(lambda progress: bench.run_benchmark(prepared, config, progress),
+                                    total=(len(config.models) + len(config.tuned_params)) * config.folds
+                                    * config.repeats)
     except bench.BenchmarkError as exc:
         fail(str(exc))
-    if tuned:  # champions of `rechallenge tune` on the same data: rechallenge-<endpoint|dataset>-<model>
-        from ml.workflows import tune
+    summary = bench.to_json(result)
+    benchmark_display.print_benchmark(console, result.leaderboard, summary)
+    figures = benchmark_plots.benchmark_figures(
+        result.leaderboard, result.calibration, bench.km_by_risk(result.risk), data_name=result.data_name,
+        calibration_horizon=summary["calibration_horizon"], time_unit=result.time_unit)
+    _write_outputs(out, result, summary, figures)
+    if mlflow:
+        run_id = bench.log_to_mlflow(result, prepared, figures)
+        console.print(f"logged to MLflow run {run_id} (experiment 'benchmark', one nested run per model)")
+    benchmark_plots.close_figures(figures)
 
-        if config.data is not None:
-            fail("--tuned needs --dataset (tuned models are registered per endpoint or data set)")
-        found, missing = tune.champion_params(config.endpoint if config.dataset == "twin" else config.dataset,
-                                              config.models)
-        config = config.model_copy(update={"tuned_params": found})
-        if missing:
-            err_console.print(f"no tuned champion for {', '.join(missing)} (rechallenge tune --model ...)")
-        if found:
-            err_console.print("note: '_tuned' rows reuse hyperparameters searched on all rows of this data, "
-                              "so they are optimistic here; the honest figure is the tune run's outer CV")
-    total = (len(config.models) + len(config.tuned_params)) * config.folds * config.repeats
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console, transient=True) as bar:
-            task = bar.add_task("models x folds", total=total)
-            result = bench.run_benchmark(
-                prepared, config, progress=lambda name, done: bar.update(task, completed=done,
-                                                                          description=f"{name:>9}"))
-    except bench.BenchmarkError as exc:
-        fail(str(exc))
-    benchmark_display.print_benchmark(console, result)
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _with_tuned_rows(config: BenchmarkConfig) -> BenchmarkConfig:
+    """The config plus a '<model>_tuned' row per model with a registered champion (rechallenge tune)."""
+    from ml.workflows import tuning  # heavy (optuna, MLflow): only with --tuned
+
+    if config.data is not None:
+        fail("--tuned needs --dataset (tuned models are registered per endpoint or data set)")
+    # champions of `rechallenge tune` on the same data: rechallenge-<endpoint|dataset>-<model>
+    label = config.endpoint if config.dataset == "twin" else config.dataset
+    found, missing = tuning.champion_params(label, config.models)
+    if missing:
+        err_console.print(f"no tuned champion for {', '.join(missing)} (rechallenge tune --model ...)")
+    if found:
+        err_console.print("note: '_tuned' rows reuse hyperparameters searched on all rows of this data, "
+                          "so they are optimistic here; the honest figure is the tune run's outer CV")
+    return config.model_copy(update={"tuned_params": found})
+
+
+def _run_with_progress(run: Callable[[Callable[[str, int], None]], T], total: int) -> T:
+    """`run(progress)` under a transient progress bar of model x fold fits on stderr."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("models x folds", total=total)
+        return run(lambda name, done: bar.update(task, completed=done, description=f"{name:>9}"))
+
+
+def _write_outputs(out: Path, result: BenchmarkResult, summary: dict, figures: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     result.leaderboard.to_csv(out / "leaderboard.csv", index=False)
     result.scores.to_csv(out / "fold_scores.csv", index=False)
-    (out / "benchmark.json").write_text(json.dumps(bench.to_json(result), indent=2))
-    figures = benchmark_plots.benchmark_figures(result)
+    (out / "benchmark.json").write_text(json.dumps(summary, indent=2))
     for file_name, fig in figures.items():
         fig.savefig(out / file_name, dpi=150)
     console.print(f"[green]wrote[/] {out}/leaderboard.csv, benchmark.json, fold_scores.csv, "
                   f"{', '.join(figures)} ({result.seconds:.1f} s)")
-    if mlflow:
-        run_id = bench.log_to_mlflow(result, prepared, figures)
-        console.print(f"logged to MLflow run {run_id} (experiment 'benchmark', one nested run per model)")
-    plt.close("all")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -37,29 +39,24 @@ def tune_command(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of folds, samplers and models."),
 ) -> None:
     """Tune a model family with nested CV (optuna), log trials to MLflow, register the best model."""
+    # heavy (optuna, the model zoo, pandera): imported here, off the path of `--help`
     import optuna
 
-    from features import datasets, schema
-    from ml.workflows import tune
+    from features import datasets
+    from ml.workflows import tuning
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        config = tune.TuneConfig(model=model, objective=objective, n_trials=trials, timeout=timeout,
-                                 outer_folds=outer, inner_folds=inner, workers=workers, seed=seed,
-                                 storage=storage, study=study, space_path=space and str(space))
-        if data is not None:
-            if endpoint not in schema.ENDPOINTS:
-                fail(f"unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
-            cohort = load_cohort(data, mapping)
-            surv, label = tune.cohort_data(cohort, endpoint, data.stem, str(data)), endpoint
-        elif dataset == "twin":
-            surv, label = datasets.twin(n=n, endpoint=endpoint), endpoint
-        else:
-            surv, label = datasets.public(dataset), dataset
-        result, reg = tune.run_and_log(surv, config, registered_name=tune.registered_model_name(label, model))
-    except (tune.TuneError, datasets.DatasetError) as exc:
+        config = tuning.TuneConfig(model=model, objective=objective, n_trials=trials, timeout=timeout,
+                                   outer_folds=outer, inner_folds=inner, workers=workers, seed=seed,
+                                   storage=storage, study=study, space_path=space and str(space))
+        surv, label = _survival_data(dataset, data, mapping, endpoint, n)
+        result, reg = tuning.run_and_log(surv, config,
+                                         registered_name=tuning.registered_model_name(label, model),
+                                         log_model=survival_model_logger(model, seed))
+    except (tuning.TuneError, datasets.DatasetError) as exc:
         fail(str(exc))
-    display.print_frame(console, tune.summary_table(result), digits=3,
+    display.print_frame(console, tuning.summary_table(result.summary, objective), digits=3,
                         title=f"{model} on {surv.name}: outer {outer}-fold estimates, tuned vs default "
                         f"({trials} trials x {inner} inner folds per study)")
     console.print(f"best configuration (refitted on all rows): {result.best_params}")
@@ -68,3 +65,39 @@ def tune_command(
     console.print(f"registered [bold]{reg.name}[/] version {reg.version}; alias champion {moved}. "
                   f"Study '{result.study}', MLflow run {reg.run_id} (experiment 'tune'), "
                   f"{result.seconds:.0f} s")
+
+
+def _survival_data(dataset: str, data: Path | None, mapping: Path | None, endpoint: str,
+                   n: int | None) -> tuple[Any, str]:
+    """The SurvivalData to tune on and its label (the endpoint, or the data set's name)."""
+    from features import datasets, schema  # heavy (pandera): see tune_command
+
+    if data is None and dataset == "twin":
+        return datasets.twin(n=n, endpoint=endpoint), endpoint
+    if data is None:
+        return datasets.public(dataset), dataset
+    if endpoint not in schema.ENDPOINTS:
+        fail(f"unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
+    return datasets.from_cohort(load_cohort(data, mapping), endpoint, data.stem, str(data)), endpoint
+
+
+def survival_model_logger(model_name: str, random_state: int) -> Callable[[Any, Any], str]:
+    """How `rechallenge tune` logs the refitted model (the tuning workflow's `log_model`).
+
+    On a rechallenge cohort (the contract's features) it is logged as the survival pyfunc
+    (risk-group cut-offs fixed on these training rows, curves, explanations), so a tuned
+    champion serves `rechallenge score` and `serve` like the default model. Other tables
+    (e.g. GBSG2) lack the patient contract and keep the sklearn flavour.
+    """
+    # serving sits above the workflows: the CLI wires it in (heavy: off the path of `--help`)
+    from ml.serving.scorer import SCORE_FEATURES, SurvivalScorer
+    from ml.tracking import mlflow_io as tracking
+    from ml.workflows.tuning import log_sklearn_model
+
+    def log_model(model: Any, data: Any) -> str:
+        if set(SCORE_FEATURES) <= set(data.X.columns):
+            scorer = SurvivalScorer(model, model_name=model_name, random_state=random_state).fit(data.X)
+            return tracking.log_survival_model(scorer)
+        return log_sklearn_model(model, data)
+
+    return log_model

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import pandas as pd
 from rich.console import Console
 
@@ -41,27 +44,33 @@ def horizon_table(board: pd.DataFrame, horizons: dict[str, float]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def print_benchmark(console: Console, result) -> None:
-    """Leaderboard, CI method, skipped models and notes of a BenchmarkResult."""
-    cfg = result.config
-    title = (f"Benchmark on {result.data_name}: {result.n} rows, {result.events} events; "
-             f"{cfg.repeats} x {cfg.folds}-fold CV stratified by event (seed {cfg.seed})")
-    print_frame(console, leaderboard_table(result.leaderboard, result.horizons), title=title)
-    print_frame(console, horizon_table(result.leaderboard, result.horizons),
+def print_benchmark(console: Console, leaderboard: pd.DataFrame, summary: Mapping[str, Any]) -> None:
+    """Leaderboard, CI method, skipped models and notes of a benchmark.
+
+    `summary` is the benchmark.json document (dataset, n, events, resampling, horizons, tau,
+    time_unit, skipped, notes).
+    """
+    cv, horizons = summary["resampling"], summary["horizons"]
+    title = (f"Benchmark on {summary['dataset']}: {summary['n']} rows, {summary['events']} events; "
+             f"{cv['repeats']} x {cv['folds']}-fold CV stratified by event (seed {cv['seed']})")
+    print_frame(console, leaderboard_table(leaderboard, horizons), title=title)
+    print_frame(console, horizon_table(leaderboard, horizons),
                 title="At the horizons (means; CIs in leaderboard.csv / benchmark.json)")
-    horizons = ", ".join(f"{k} = {v:g}" for k, v in result.horizons.items())
-    console.print(f"horizons ({result.time_unit}): {horizons}; Uno C truncated at tau = {result.tau:g} "
+    listed = ", ".join(f"{k} = {v:g}" for k, v in horizons.items())
+    console.print(f"horizons ({summary['time_unit']}): {listed}; Uno C truncated at tau = {summary['tau']:g} "
                   "(capped below each training fold's last time)", highlight=False)
     console.print("mean [95 % CI] across resamples, Nadeau-Bengio corrected resampled t; dC vs Cox = "
                   "paired difference of Harrell C on the same folds, same correction", highlight=False)
-    if "oracle" in set(result.leaderboard["model"]):
+    if "oracle" in set(leaderboard["model"]):
         console.print("oracle = the twin's true linear predictor scored on the same folds (no curves: "
                       "no Brier/IBS)", highlight=False)
-    for name, why in result.skipped.items():
+    for name, why in summary["skipped"].items():
         console.print(f"[yellow]{name}[/]: {why}", highlight=False)
-    shown = result.notes[:8]
-    for note in shown:
+    _print_notes(console, summary["notes"])
+
+
+def _print_notes(console: Console, notes: Sequence[str], shown: int = 8) -> None:
+    for note in notes[:shown]:
         console.print(f"[dim]note: {note}[/]", highlight=False)
-    if len(result.notes) > len(shown):
-        console.print(f"[dim]... {len(result.notes) - len(shown)} more notes in benchmark.json[/]",
-                      highlight=False)
+    if len(notes) > shown:
+        console.print(f"[dim]... {len(notes) - shown} more notes in benchmark.json[/]", highlight=False)

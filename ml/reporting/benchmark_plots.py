@@ -1,8 +1,10 @@
-"""Benchmark figures (matplotlib). Each plot function draws on a given `ax`;
-`benchmark_figures` assembles the standard set for files and MLflow."""
+"""Benchmark figures (matplotlib) from plain frames. Each plot function draws on a given `ax`;
+`benchmark_figures` assembles the standard set for files and MLflow. Imports pyplot: the CLI
+imports this module inside its command, off the start-up path."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -39,46 +41,57 @@ def plot_calibration(ax, calibration: pd.DataFrame, horizon: str, unit: str = ""
     ax.legend(fontsize=7)
 
 
-def plot_km_by_risk(ax, risk: pd.DataFrame, model: str, time_unit: str = "") -> None:
-    """Kaplan-Meier curves of the out-of-fold risk tertiles (first repeat) of one model."""
-    from lifelines import KaplanMeierFitter
+def plot_km_by_risk(ax, km_curves: pd.DataFrame, model: str, time_unit: str = "") -> None:
+    """Kaplan-Meier curves of one model's out-of-fold risk tertiles.
 
-    df = risk[risk["model"] == model]
+    `km_curves`: one row per step (model, group, n, time, survival), as the benchmark's
+    `km_by_risk` gives them.
+    """
+    df = km_curves[km_curves["model"] == model]
     for group in ("low", "medium", "high"):
         g = df[df["group"] == group]
         if len(g):
-            KaplanMeierFitter(label=f"{group} ({len(g)})").fit(g["time"], g["event"]).plot_survival_function(
-                ax=ax, ci_show=False, color=RISK_COLORS[group])
+            ax.step(g["time"], g["survival"], where="post", color=RISK_COLORS[group],
+                    label=f"{group} ({int(g['n'].iloc[0])})")
     ax.set(title=model, xlabel=f"time ({time_unit})" if time_unit else "time", ylabel="S(t)", ylim=(0, 1))
     ax.legend(fontsize=7)
 
 
-def benchmark_figures(result) -> dict[str, object]:
-    """{'cindex.png', 'calibration.png', 'km_by_risk.png'} for a BenchmarkResult."""
-    import matplotlib.pyplot as plt
-
+def benchmark_figures(leaderboard: pd.DataFrame, calibration: pd.DataFrame, km_curves: pd.DataFrame, *,
+                      data_name: str, calibration_horizon: str, time_unit: str) -> dict[str, object]:
+    """{'cindex.png', 'calibration.png', 'km_by_risk.png'} of a benchmark's leaderboard,
+    calibration rows and KM curves by risk tertile (first repeat)."""
     figs: dict[str, object] = {}
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(result.leaderboard) + 1.5))
-    plot_cindex(ax, result.leaderboard)
-    ax.set_title(f"Harrell C by model: {result.data_name}")
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(leaderboard) + 1.5))
+    plot_cindex(ax, leaderboard)
+    ax.set_title(f"Harrell C by model: {data_name}")
     fig.tight_layout()
     figs["cindex.png"] = fig
-    late = max(result.horizons, key=result.horizons.get)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    plot_calibration(ax, result.calibration, late, f" {result.time_unit}")
-    ax.set_title(f"Calibration at {late} ({result.time_unit})")
+    plot_calibration(ax, calibration, calibration_horizon, f" {time_unit}")
+    ax.set_title(f"Calibration at {calibration_horizon} ({time_unit})")
     fig.tight_layout()
     figs["calibration.png"] = fig
-    names = list(dict.fromkeys(result.risk["model"])) if not result.risk.empty else []
+    names = list(dict.fromkeys(km_curves["model"]))
     if names:
-        cols = min(4, len(names))
-        rows = int(np.ceil(len(names) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-        for ax, name in zip(axes.ravel(), names, strict=False):
-            plot_km_by_risk(ax, result.risk, name, result.time_unit)
-        for ax in axes.ravel()[len(names):]:
-            ax.set_axis_off()
-        fig.suptitle("Kaplan-Meier by out-of-fold risk tertile (first repeat)")
-        fig.tight_layout()
-        figs["km_by_risk.png"] = fig
+        figs["km_by_risk.png"] = _km_grid(km_curves, names, time_unit)
     return figs
+
+
+def _km_grid(km_curves: pd.DataFrame, names: list[str], time_unit: str):
+    cols = min(4, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        plot_km_by_risk(ax, km_curves, name, time_unit)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_axis_off()
+    fig.suptitle("Kaplan-Meier by out-of-fold risk tertile (first repeat)")
+    fig.tight_layout()
+    return fig
+
+
+def close_figures(figures: dict[str, object]) -> None:
+    """Free the figures' memory (pyplot keeps every open figure alive)."""
+    for fig in figures.values():
+        plt.close(fig)

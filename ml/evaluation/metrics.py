@@ -1,4 +1,5 @@
-"""Held-out metrics, resampling and the paired comparison against a baseline model.
+"""Held-out metrics of one fold, and their summary across resamples with the paired
+comparison against a baseline model.
 
 Per fold (`score_fold`), on the test rows, with the censoring distribution estimated
 on the training rows (IPCW):
@@ -31,44 +32,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sksurv.metrics import (
+    brier_score,
+    concordance_index_censored,
+    concordance_index_ipcw,
+    cumulative_dynamic_auc,
+    integrated_brier_score,
+)
+from sksurv.util import Surv
+
+from ml.models.cox import CoxPH
+from ml.stats import km
 
 IBS_POINTS = 50
 
 
-@dataclass(frozen=True)
-class Fold:
-    repeat: int
-    fold: int
-    train: np.ndarray
-    test: np.ndarray
-
-
-class EvaluationError(ValueError):
-    """Resampling impossible as asked (e.g. fewer events than folds)."""
-
-
-def make_folds(y: np.ndarray, n_folds: int, n_repeats: int, random_state: int | None) -> list[Fold]:
-    """Repeated K-fold stratified on the event indicator; every test fold holds events."""
-    from sklearn.model_selection import RepeatedStratifiedKFold
-
-    event = y["event"].astype(bool)
-    if n_folds < 2 or n_repeats < 1:
-        raise EvaluationError("need at least 2 folds and 1 repeat")
-    if event.sum() < n_folds or (~event).sum() < 1 and len(y) < n_folds:
-        raise EvaluationError(f"{int(event.sum())} events for {n_folds} folds: every test fold needs an "
-                              "event; use fewer folds")
-    strata = event if (~event).sum() >= n_folds else np.zeros(len(y), dtype=bool)
-    cv = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=random_state)
-    folds = []
-    for k, (train, test) in enumerate(cv.split(np.zeros(len(y)), strata)):
-        if not event[test].any() or not event[train].any():
-            raise EvaluationError(f"fold {k % n_folds + 1} of repeat {k // n_folds + 1} has no events; "
-                                  "use fewer folds")
-        folds.append(Fold(k // n_folds, k % n_folds, train, test))
-    return folds
-
-
-def survival_at(surv: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarray:
+def curves_at(surv: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Step-function value of each row of `surv` (S on `times`) at the points `at` (1 before times[0])."""
     idx = np.searchsorted(times, np.atleast_1d(at), side="right") - 1
     out = np.ones((surv.shape[0], len(idx)))
@@ -77,16 +56,10 @@ def survival_at(surv: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarr
     return out
 
 
-def _structured(event, time) -> np.ndarray:
-    y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
-    y["event"], y["time"] = event, time
-    return y
-
-
 def truncate(y: np.ndarray, tau: float) -> np.ndarray:
     """Administrative censoring at tau."""
     time = np.minimum(y["time"], tau)
-    return _structured(y["event"] & (y["time"] <= tau), time)
+    return Surv.from_arrays(y["event"] & (y["time"] <= tau), time)
 
 
 def fold_tau(y_train: np.ndarray, tau: float) -> float:
@@ -96,22 +69,8 @@ def fold_tau(y_train: np.ndarray, tau: float) -> float:
     return float(min(tau, cap))
 
 
-def km_at(time: np.ndarray, event: np.ndarray, h: float) -> float:
-    """Kaplan-Meier S(h)."""
-    order = np.argsort(time)
-    t, d = time[order], event[order].astype(bool)
-    uniq = np.unique(t[d & (t <= h)])
-    s = 1.0
-    for u in uniq:
-        at_risk = np.sum(t >= u)
-        s *= 1 - np.sum((t == u) & d) / at_risk
-    return float(s)
-
-
 def calibration_slope(y: np.ndarray, score: np.ndarray, h: float) -> float:
     """Cox slope of the event (followed up to h) on `score`; NaN if it cannot be estimated."""
-    from ml.models.cox import CoxPH
-
     yt = truncate(y, h)
     if yt["event"].sum() < 2 or np.ptp(score) <= 1e-12:
         return math.nan
@@ -136,7 +95,7 @@ def calibration_table(y: np.ndarray, s_h: np.ndarray, h: float, n_groups: int = 
         m = groups == g
         if m.any():
             rows.append({"group": g, "n": int(m.sum()), "predicted": float(s_h[m].mean()),
-                         "observed": km_at(y["time"][m], y["event"][m], h)})
+                         "observed": km.survival_at(y["time"][m], y["event"][m], h)})
     return pd.DataFrame(rows)
 
 
@@ -156,14 +115,6 @@ def score_fold(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, *, hor
     the model's time grid (None for a score without curves, e.g. the oracle: then AUC
     and the calibration slope use the risk score, Brier/IBS are NaN).
     """
-    from sksurv.metrics import (
-        brier_score,
-        concordance_index_censored,
-        concordance_index_ipcw,
-        cumulative_dynamic_auc,
-        integrated_brier_score,
-    )
-
     notes: list[str] = []
     risk = np.asarray(risk, dtype=float)
     out: dict[str, float] = {}
@@ -179,7 +130,7 @@ def score_fold(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, *, hor
         if h_k < h:
             notes.append(f"horizon {label} = {h:g} clipped to {h_k:g} (tau)")
         inside = yt["time"].min() <= h_k < test_max
-        s_h = survival_at(surv, times, [h_k])[:, 0] if surv is not None else None
+        s_h = curves_at(surv, times, [h_k])[:, 0] if surv is not None else None
         score = 1 - s_h if s_h is not None else risk
         out[f"auc_{label}"] = _safe(
             lambda sc=score, h=h_k: cumulative_dynamic_auc(y_train, yt, sc, [h])[0][0], notes, f"auc_{label}"
@@ -196,9 +147,9 @@ def score_fold(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, *, hor
         grid_lo = np.quantile(yt["time"], 0.1)
         grid_hi = np.nextafter(min(tau_k, test_max), 0)
         grid = np.linspace(grid_lo, grid_hi, IBS_POINTS)
-        out["ibs"] = (_safe(lambda: integrated_brier_score(y_train, yt, survival_at(surv, times, grid), grid),
+        out["ibs"] = (_safe(lambda: integrated_brier_score(y_train, yt, curves_at(surv, times, grid), grid),
                             notes, "ibs") if grid_hi > grid_lo else math.nan)
-        calib = calibration_table(y_test, survival_at(surv, times, [h_cal])[:, 0], h_cal, calibration_groups)
+        calib = calibration_table(y_test, curves_at(surv, times, [h_cal])[:, 0], h_cal, calibration_groups)
     else:
         out["ibs"] = math.nan
     return FoldScore({k: float(v) for k, v in out.items()}, calib, notes)

@@ -1,0 +1,134 @@
+"""Where the studies live: optuna storage, shared by any number of processes and machines.
+
+The local default is a journal file (`mlruns/optuna/journal.log`): optuna appends every
+operation to it under a file lock, which is safe for many processes, whereas a sqlite file
+serialises writers with one database lock and fails with "database is locked" under
+contention. Any RDB URL (`postgresql://...`, `mysql+pymysql://...`, `sqlite:///...`) is
+accepted too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+from ml.workflows.tuning.config import TuneConfig, TuneError
+from ml.workflows.tuning.space import SearchSpace
+
+DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
+SQLITE_TIMEOUT_S = 60
+HEARTBEAT_S = 60
+
+
+def redact(url: str) -> str:
+    """Hide a password in an RDB URL before printing it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _rdb(url: str) -> optuna.storages.BaseStorage:
+    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    # heartbeats: a trial of a crashed worker / machine is marked FAIL after the grace period
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                          grace_period=3 * HEARTBEAT_S)
+
+
+def _journal(path: Path) -> optuna.storages.BaseStorage:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The open-lock (O_CREAT|O_EXCL) works on network file systems too, unlike symlinks on some.
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseStorage:
+    """An RDB URL (`scheme://...`) or a journal file path (default mlruns/optuna/journal.log)."""
+    target = str(url) if url is not None else str(DEFAULT_STORAGE)
+    try:
+        return _rdb(target) if "://" in target else _journal(Path(target))
+    except ModuleNotFoundError as exc:
+        raise TuneError(f"cannot open optuna storage '{redact(target)}': database driver "
+                        f"'{exc.name}' is not installed") from exc
+    except Exception as exc:  # sqlalchemy / OS errors: one clear line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TuneError(f"cannot open optuna storage '{redact(target)}': {first}") from exc
+
+
+def fingerprint(X: pd.DataFrame, y: np.ndarray, config: TuneConfig, space: SearchSpace) -> str:
+    """What a study's trials depend on: data, folds, seed, model, objective, search space."""
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    h.update(json.dumps([config.model, config.objective, config.outer_folds, config.inner_folds,
+                         config.seed, space.digest()]).encode())
+    return h.hexdigest()[:10]
+
+
+def study_names(study: str, outer_folds: int) -> list[str]:
+    """One study per outer fold, then the final study on all rows."""
+    return [f"{study}-outer{k}" for k in range(outer_folds)] + [study]
+
+
+def make_pruner(startup_trials: int) -> optuna.pruners.BasePruner:
+    # Median of the other trials' running inner-CV mean at the same fold; from the first fold on.
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=0)
+
+
+def create_studies(storage: optuna.storages.BaseStorage, names: Sequence[str], direction: str,
+                   fp: str) -> None:
+    """Create (or load) every study and check it was run on the same data and settings."""
+    for name in names:
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                    load_if_exists=True)
+        if study.direction.name.lower() != direction:
+            raise TuneError(f"study '{name}' exists with direction {study.direction.name.lower()}; "
+                            f"choose another --study")
+        found = study.user_attrs.get("fingerprint")
+        if found is None:
+            study.set_user_attr("fingerprint", fp)
+        elif found != fp:
+            raise TuneError(f"study '{name}' holds trials of other data or settings (fingerprint {found}, "
+                            f"this run {fp}); choose another --study")
+
+
+def best_params(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any]:
+    """The best completed trial's sampled parameters (TuneError if there is none)."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    try:
+        best = study.best_trial
+    except ValueError as exc:
+        raise TuneError(f"study '{name}' has no completed trial (all pruned/failed, or the time ran "
+                        f"out); raise --trials or --timeout") from exc
+    return dict(best.params)
+
+
+def trials_frame(storage: optuna.storages.BaseStorage, names: Sequence[str]) -> pd.DataFrame:
+    """One row per trial of the given studies: state, value, params, fold scores, worker."""
+    rows = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            rows.append({
+                "study": name, "number": t.number, "state": t.state.name, "value": t.value,
+                "params": dict(t.params), "intermediate": dict(t.intermediate_values),
+                "fold_scores": t.user_attrs.get("fold_scores"),
+                "pid": t.user_attrs.get("pid"), "host": t.user_attrs.get("host"),
+                "worker": t.user_attrs.get("worker"), "invocation": t.user_attrs.get("invocation"),
+                "start": t.datetime_start, "end": t.datetime_complete,
+            })
+    return pd.DataFrame(rows)
