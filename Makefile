@@ -43,9 +43,9 @@ test-all: $(STAMP)
 test-install: $(STAMP)
 	$(BIN)/python -m pytest -m install -q tests/test_install.py
 
+# both linters report even when the first one fails
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	status=0; $(BIN)/ruff check . || status=1; $(BIN)/lint-imports || status=1; exit $$status
 
 # Universal locks (Python 3.11-3.13); existing pins are kept where they still resolve, and the
 # dev lock is seeded with the runtime lock so that the two agree on every shared package.
