@@ -1,21 +1,28 @@
 # Two commands set up everything on a fresh machine with Python 3.11:
-#   make demo   - create .venv if missing, install the pinned lock, run the main job on the twin cohort
+#   make demo   - create .venv if missing, install the pinned dev lock, run the main job on the twin cohort
 #   make test   - same set-up, then the test suite (slow tests excluded; `make test-all` runs them)
+# Others: `make lint` (ruff + import-linter), `make test-install` (the wheel in a fresh venv,
+# outside the checkout), `make lock` (re-resolve both locks after editing pyproject.toml).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
+# uv installs the lock several times faster than pip; it is the only tool not in the lock
+UV_VERSION := 0.13.9
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-all lint bench clean-venv
+.PHONY: demo test test-all test-install lint lock bench clean-venv
 
-$(STAMP): pyproject.toml requirements.lock
+$(BIN)/uv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# sync, not install: packages dropped from the lock are removed from the venv too
+$(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/uv
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements-dev.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,13 +34,27 @@ demo: $(STAMP)
 	$(BIN)/rechallenge score --patient examples/patient.json --out $(OUT)/score/patient.json
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow" -q
+	$(BIN)/python -m pytest -n 2 -m "not slow and not install" -q
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -m "not install" -q
 
+# INSTALL_PYTHON=/path/to/python3.13 runs it with another interpreter in the fresh venv
+test-install: $(STAMP)
+	$(BIN)/python -m pytest -m install -q tests/test_install.py
+
+# both linters report even when the first one fails
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	status=0; $(BIN)/ruff check . || status=1; $(BIN)/lint-imports || status=1; exit $$status
+
+# Universal locks (Python 3.11-3.13); existing pins are kept where they still resolve, and the
+# dev lock is seeded with the runtime lock so that the two agree on every shared package.
+lock: | $(BIN)/uv
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 -o requirements.lock
+	cat requirements.lock requirements-dev.lock > $(VENV)/lock-preferences.txt
+	cp $(VENV)/lock-preferences.txt requirements-dev.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 --extra dev \
+	    -o requirements-dev.lock
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/twin_calibration.py
