@@ -24,6 +24,7 @@ from features.contract import (
     ORDINAL_COVARIATES,
     TERM_SEPARATOR,
     TREATMENT,
+    term,
 )
 
 ONE_HOT_SEPARATOR = TERM_SEPARATOR  # one-hot columns are named like contract terms
@@ -117,7 +118,7 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True,
         drop="first" if drop_reference else None,
         handle_unknown="ignore",
         sparse_output=False,
-        feature_name_combiner=lambda feat, level: f"{feat}{ONE_HOT_SEPARATOR}{level}",
+        feature_name_combiner=term,  # `ecog=1`, the contract's one naming scheme
     )
     categorical_steps = Pipeline([
         ("missing", FunctionTransformer(_missing_as_nan, feature_names_out="one-to-one")),
