@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import xgboost
 from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+from sksurv.util import Surv
 
 from features import datasets
 from features.pipeline import FeatureSpec
@@ -28,8 +29,7 @@ def _small_problem(seed: int = 0, n: int = 160, p: int = 6):
     X[:, 3] = rng.integers(0, 2, n)
     lp = X[:, 0] - 0.7 * X[:, 1] + 0.5 * X[:, 3] + 0.3 * X[:, 0] * X[:, 2]
     t, c = rng.exponential(np.exp(-lp)), rng.exponential(2.0, n)
-    y = np.empty(n, dtype=[("event", bool), ("time", float)])
-    y["event"], y["time"] = t <= c, np.minimum(t, c) + 1e-3
+    y = Surv.from_arrays(event=t <= c, time=np.minimum(t, c) + 1e-3)
     return pd.DataFrame(X, columns=[f"f{j}" for j in range(p)]), y
 
 

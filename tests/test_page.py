@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import httpx
@@ -12,11 +13,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from features import datasets
 from features.patient import EXAMPLE_PATIENT
 from ml.serving import app as serve
-from ml.serving.resolve import fit_scorer
 
+# Selenium's manager otherwise reports usage statistics over the network; the driver is Debian's
+os.environ["SE_AVOID_STATS"] = "true"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -26,9 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server():
-    scorer = fit_scorer("cox", datasets.twin(n=300, seed=11))
-    with serve.BackgroundServer(serve.create_app(scorer=scorer)) as running:
+def server(fitted_scorer):
+    with serve.BackgroundServer(serve.create_app(scorer=fitted_scorer("cox"))) as running:
         yield running
 
 

@@ -18,7 +18,6 @@ import pytest
 from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
-from features import datasets
 from features.contract import BY_NAME, OUTCOMES
 from features.patient import EXAMPLE_PATIENT
 from ml import explain
@@ -28,19 +27,17 @@ from ml.serving.inputs import SCORE_FEATURES, ScoringInputError, parse_patients
 from ml.tracking import mlflow_io as tracking
 
 FAMILIES = ("cox", "coxnet", "iptw_cox", "rsf", "gbsa", "xgb_cox", "xgb_aft")
-SMALL = {"rsf": {"n_estimators": 40}, "gbsa": {"n_estimators": 60}, "xgb_cox": {"n_estimators": 60},
-         "xgb_aft": {"n_estimators": 60}}
 
 
 @pytest.fixture(scope="module")
-def data():
-    return datasets.twin(n=300, seed=11)
+def data(twin_data):
+    return twin_data
 
 
 @pytest.fixture(scope="module")
-def scorers(data):
-    """One fitted scorer per model family, built once for the whole module."""
-    return {m: resolve.fit_scorer(m, data, random_state=0, **SMALL.get(m, {})) for m in FAMILIES}
+def scorers(fitted_scorer):
+    """One fitted scorer per model family (shared with the service and page tests)."""
+    return {m: fitted_scorer(m) for m in FAMILIES}
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features import datasets
 from features.contract import BY_NAME, FEATURES
 from features.patient import EXAMPLE_PATIENT
 from ml.serving import app as serve
 from ml.serving.inputs import ScoringInputError, parse_patients
-from ml.serving.resolve import fit_scorer
 from ml.serving.results import RISK_GROUPS
 from ml.tracking import mlflow_io as tracking
 
@@ -25,8 +23,8 @@ def patient(**changes):
 
 
 @pytest.fixture(scope="module")
-def scorer():
-    return fit_scorer("xgb_cox", datasets.twin(n=300, seed=11), n_estimators=60)
+def scorer(fitted_scorer):
+    return fitted_scorer("xgb_cox")
 
 
 @pytest.fixture(scope="module")
