@@ -59,6 +59,9 @@ class Column:
 
 
 YES_NO = ("no", "yes")
+EVENT_WORDS: dict[str, float] = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0,
+                                 "y": 1.0, "n": 0.0}
+"""How an event indicator may be written (any case, surrounding spaces ignored): 1 = the event."""
 TREATED, CONTROL = "CIA", "CI"
 
 SPEC: tuple[Column, ...] = (

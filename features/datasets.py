@@ -21,8 +21,10 @@ import pandas as pd
 from sksurv import datasets as sksurv_datasets
 from sksurv.util import Surv
 
-from features.contract import ENDPOINTS, ID, TREATED, TREATMENT
+from features.contract import COVARIATES, ENDPOINTS, EVENT_WORDS, ID, TREATED, TREATMENT
+from features.errors import DatasetError
 from features.pipeline import ONE_HOT_SEPARATOR, FeatureSpec, cohort_spec, infer_spec
+from features.schema import parse_events
 from features.twin import TwinConfig, generate
 
 PUBLIC = ("veterans", "gbsg2", "whas500", "aids", "flchain")
@@ -31,10 +33,6 @@ TWIN_HORIZONS = {"6": 6.0, "12": 12.0}
 TWIN_TAU = 24.0
 QUANTILE_HORIZONS = {"q25": 0.25, "q50": 0.50}
 TAU_QUANTILE = 0.8
-
-
-class DatasetError(ValueError):
-    """A table that cannot be used as survival data (missing column, no events, ...)."""
 
 
 def _surv(event: object, time: object) -> np.ndarray:
@@ -99,19 +97,22 @@ def from_cohort(df: pd.DataFrame, endpoint: str = "pfs", name: str = "cohort",
                 source: str = "") -> SurvivalData:
     """A cohort table of the contract (validated: `features.schema.validate`) as SurvivalData.
 
-    The features are the contract's covariates and the treatment (`cohort_spec`); the
-    horizons (6 and 12 months) and the truncation time (24 months) are the study's.
+    The features are the contract's covariates and the treatment (`cohort_spec`); a covariate
+    empty on every row carries no information and is left out (with a note). The horizons
+    (6 and 12 months) and the truncation time (24 months) are the study's.
     """
     time, event = _endpoint_columns(endpoint)
-    spec = cohort_spec(include_treatment=True)
-    columns = [*spec.columns, time, event]
+    columns = [*cohort_spec(include_treatment=True).columns, time, event]
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DatasetError(f"not a cohort table: no column(s) {', '.join(missing)}")
+    empty = tuple(c for c in COVARIATES if df[c].isna().all())
+    spec = cohort_spec(include_treatment=True, exclude=empty)
+    notes = [f"covariate(s) {', '.join(empty)} empty on every row: left out of the features"] if empty else []
     return SurvivalData(
-        name=name, frame=df[columns].reset_index(drop=True), time=time, event=event, spec=spec,
-        horizons=dict(TWIN_HORIZONS), tau=TWIN_TAU, treatment=TREATMENT, treated=TREATED,
-        source=source or name)
+        name=name, frame=df[[*spec.columns, time, event]].reset_index(drop=True), time=time,
+        event=event, spec=spec, horizons=dict(TWIN_HORIZONS), tau=TWIN_TAU, treatment=TREATMENT,
+        treated=TREATED, source=source or name, notes=notes)
 
 
 def twin(n: int | None = None, seed: int | None = None, endpoint: str = "pfs",
@@ -211,10 +212,15 @@ def from_table(df: pd.DataFrame, time: str, event: str, *, treatment: str | None
     """Any survival table: `time`/`event` named, every other column (not dropped) a feature.
 
     Numeric vs categorical is inferred (override with `categorical` / `numeric`); missing
-    feature values are allowed (imputed inside each training fold). Raises DatasetError
-    for a missing or invalid outcome column, a treatment column that is not two groups,
-    or a feature that is entirely missing.
+    feature values are allowed (imputed inside each training fold). Events are 0/1 or the
+    words of `contract.EVENT_WORDS` (yes/no, y/n, true/false, any case). Raises DatasetError
+    for a missing or invalid outcome column, a treatment column that is not two groups, a
+    `treated` value that is not one of them (or given without a treatment column), or a
+    feature that is entirely missing.
     """
+    if treated is not None and treatment is None:
+        raise DatasetError(f"treated value '{treated}' given without a treatment column: "
+                           "name the column that holds it")
     frame = _outcome_frame(df, time, event, drop)
     if treatment is not None:
         frame, treated = _treatment(frame, treatment, treated)
@@ -255,19 +261,29 @@ def _times(values: pd.Series, column: str) -> pd.Series:
     times = pd.to_numeric(values, errors="coerce")
     bad = times.isna() | ~np.isfinite(times) | (times <= 0)
     if bad.any():
-        raise DatasetError(f"time column '{column}': {int(bad.sum())} row(s) missing, not a number or <= 0")
+        raise DatasetError(f"time column '{column}': {int(bad.sum())} row(s) missing, not a number "
+                           f"or <= 0 ({_rows_and_values(values, bad)}); expected a time > 0 on every row")
     return times.astype(float)
 
 
 def _events(values: pd.Series, column: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(values):
-        values = values.astype(int)
-    events = pd.to_numeric(values, errors="coerce")
-    if events.isna().any() or not events.isin([0, 1]).all():
-        raise DatasetError(f"event column '{column}' must hold 0/1 (or true/false) on every row")
+    events, _ = parse_events(values)
+    bad = ~events.isin([0.0, 1.0])
+    if bad.any():
+        words = "/".join(w for w in EVENT_WORDS if not w.isdigit())
+        raise DatasetError(f"event column '{column}' must hold 0/1 (or {words}) on every row; "
+                           f"{int(bad.sum())} row(s) do not ({_rows_and_values(values, bad)})")
     if events.sum() == 0:
         raise DatasetError(f"event column '{column}' has no events: nothing to model")
     return events.astype(int)
+
+
+def _rows_and_values(values: pd.Series, bad: pd.Series, shown: int = 8) -> str:
+    """ "rows 3, 9; found: x, nan" for a message (rows numbered from 1, as in the file)."""
+    rows = [str(i + 1) for i in np.flatnonzero(bad.to_numpy())]
+    found = list(dict.fromkeys(map(str, values[bad])))
+    more = f" (+{len(rows) - shown} more)" if len(rows) > shown else ""
+    return f"rows {', '.join(rows[:shown])}{more}; found: {', '.join(found[:shown])}"
 
 
 def _feature_spec(frame: pd.DataFrame, outcome: tuple[str, str], categorical: Sequence[str],
@@ -301,7 +317,8 @@ def _treatment(frame: pd.DataFrame, treatment: str, treated: str | None) -> tupl
                            f"{', '.join(levels[:10])}")
     treated = levels[-1] if treated is None else str(treated)
     if treated not in levels:
-        raise DatasetError(f"treated value '{treated}' not in column '{treatment}' ({', '.join(levels)})")
+        raise DatasetError(f"treated value '{treated}' does not occur in the treatment column "
+                           f"'{treatment}' (its values: {', '.join(levels)})")
     frame = frame.copy()
     frame[treatment] = values
     return frame, treated
