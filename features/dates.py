@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from features.contract import OS_EVENT, OS_TIME, PFS_EVENT, PFS_TIME
-from features.schema import CohortValidationError, Problem, row_labels
+from features.schema import MISSING_MARKERS, CohortValidationError, Problem, row_labels
 
 DAYS_PER_MONTH = 365.25 / 12
 FIRST_LINE_PFS = "pfs1_months"
@@ -92,12 +92,14 @@ def times_from_dates(df: pd.DataFrame, dates: DateColumns, date_format: str | No
     roles = dates.roles()
     parsed: dict[str, pd.Series] = {}
     problems: list[Problem] = []
+    given = pd.Series(False, index=df.index)  # rows with an unparsable date: reported once, as that
     for role, column in roles.items():
         parsed[role], bad = parse_dates(df[column], date_format)
+        given |= bad
         if bad.any():
             problems.append(Problem(column, f"a date of {ROLE_WORDS[role]}, {_format_words(date_format)}",
                                     tuple(labels[bad]), tuple(dict.fromkeys(map(str, df[column][bad])))))
-    problems += _missing_dates(parsed, roles, labels)
+    problems += _missing_dates(parsed, roles, labels[~given])
     problems += _impossible_orders(parsed, roles, labels)
     if problems:
         raise CohortValidationError(problems, source)
@@ -108,10 +110,13 @@ def times_from_dates(df: pd.DataFrame, dates: DateColumns, date_format: str | No
 
 
 def parse_dates(values: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series]:
-    """Dates as naive timestamps (UTC for those with a time zone), and the mask of unparsable values."""
+    """Dates as naive timestamps (UTC for those with a time zone), and the mask of unparsable values.
+
+    An empty cell or a word meaning missing (`schema.MISSING_MARKERS`) is a missing date."""
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
         return stamps, pd.Series(False, index=values.index)
+    values = values.mask(values.map(_means_missing).astype(bool))
     is_stamp = values.map(lambda v: isinstance(v, date | datetime)).astype(bool)
     text = values.where(~is_stamp).map(_as_text).astype(object)
     if date_format is None:
@@ -121,6 +126,10 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> tuple[pd.S
         stamps[is_stamp] = pd.to_datetime(values[is_stamp].map(pd.Timestamp), utc=True)
     stamps = stamps.dt.tz_localize(None)
     return stamps, stamps.isna() & values.notna()
+
+
+def _means_missing(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
 
 
 def _as_text(value: object) -> object:
@@ -140,15 +149,16 @@ def _format_words(date_format: str | None) -> str:
 
 def _missing_dates(parsed: dict[str, pd.Series], roles: dict[str, str],
                    labels: pd.Series) -> list[Problem]:
+    """Rows (of those `labels` names) without a start date, or without an end of follow-up."""
     problems = []
-    no_start = parsed["start"].isna()
+    no_start = parsed["start"].isna()[labels.index]
     if no_start.any():
         problems.append(Problem(roles["start"], f"a date of {ROLE_WORDS['start']} on every row",
                                 tuple(labels[no_start])))
-    ends = [parsed[r] for r in ("death", "last_contact") if r in parsed]
-    no_end = np.logical_and.reduce([end.isna() for end in ends])
+    ends = [parsed[r].isna()[labels.index] for r in ("death", "last_contact") if r in parsed]
+    no_end = np.logical_and.reduce(ends)
     if no_end.any():
-        columns = " or ".join(roles[r] for r in ("death", "last_contact") if r in roles)
+        columns = "/".join(roles[r] for r in ("death", "last_contact") if r in roles)
         problems.append(Problem(columns, "a death or last-contact date on every row (the end of "
                                 "follow-up)", tuple(labels[no_end])))
     return problems

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -97,6 +98,9 @@ class ColumnMapping(BaseModel):
         both = [c for c in self.dates.derived() if c in self.columns]
         if both:
             raise ValueError(f"columns: {', '.join(both)} and dates: both give them; keep one")
+        dropped = [c for c in self.dates.roles().values() if c in self.drop]
+        if dropped:
+            raise ValueError(f"drop: {', '.join(dropped)} is a column of dates: it cannot be dropped")
         return self
 
     @property
@@ -164,11 +168,6 @@ def _mapping_problem(error: Mapping) -> str:
     return f"{where}: {message}" if where else message
 
 
-def read_table_for(path: str | Path, mapping: ColumnMapping) -> pd.DataFrame:
-    """Read a table with the delimiter and encoding its mapping gives (detected where not given)."""
-    return read_table(path, delimiter=mapping.delimiter, encoding=mapping.encoding)
-
-
 def apply_mapping(df: pd.DataFrame, mapping: ColumnMapping, *, source: str = "table") -> pd.DataFrame:
     """Rename, relabel and rescale a user's table (or derive its times from dates) into the
     cohort contract's terms. Raises MappingError (a column the mapping names is not in the data;
@@ -212,7 +211,8 @@ def check_time_unit(df: pd.DataFrame, source: str = "table") -> None:
     large = {}
     for col in MONTH_COLUMNS:
         if col in df.columns:
-            median = pd.to_numeric(df[col], errors="coerce").median()
+            times = pd.to_numeric(df[col], errors="coerce")
+            median = times[np.isfinite(times)].median()  # an infinite time is validation's to report
             if median > MONTHS_PLAUSIBLE_MEDIAN:
                 large[col] = median
     if large:
@@ -239,9 +239,11 @@ def _as_mapping(mapping: str | Path | ColumnMapping | None) -> ColumnMapping:
 
 
 def read_mapped(path: str | Path, mapping: str | Path | ColumnMapping | None = None) -> pd.DataFrame:
-    """Read a table and map it into the contract's terms, without validating it (see load_cohort)."""
+    """Read a table (with the mapping's delimiter and encoding, detected where not given) and map
+    it into the contract's terms, without validating it (see load_cohort)."""
     mapping = _as_mapping(mapping)
-    return apply_mapping(read_table_for(path, mapping), mapping, source=str(path))
+    df = read_table(path, delimiter=mapping.delimiter, encoding=mapping.encoding)
+    return apply_mapping(df, mapping, source=str(path))
 
 
 def load_cohort(path: str | Path, mapping: str | Path | ColumnMapping | None = None

@@ -148,3 +148,51 @@ def test_survival_target_of_a_table_without_censoring(twin_small):
     assert D.survival_target(everyone_progressed)["event"].all()
     data = D.from_table(_table().assign(d=1), "t", "d", drop=["id"])
     assert data.y["event"].all()
+
+
+# ------------------------------------------------------- events and the treated arm
+
+
+@pytest.mark.parametrize("yes, no", [("Yes", "No"), ("yes", "no"), ("TRUE", "False"), ("y", "N"),
+                                     (" Yes ", "no "), (True, False), (1.0, 0.0)])
+def test_event_words_are_accepted_and_converted(yes, no):
+    df = _table()
+    df["d"] = df["d"].map({True: yes, False: no})
+    data = D.from_table(df, "t", "d", drop=["id"])
+    np.testing.assert_array_equal(data.frame["d"], _table()["d"].astype(int))
+    assert data.frame["d"].dtype == int
+
+
+def test_other_event_values_are_named_with_the_column():
+    df = _table().astype({"d": object})
+    df.loc[[4, 9], "d"] = ["dead", "alive"]
+    message = r"event column 'd'.*yes/no.*2 row\(s\).*rows 5, 10; found: dead, alive"
+    with pytest.raises(D.DatasetError, match=message):
+        D.from_table(df, "t", "d", drop=["id"])
+
+
+def test_a_treated_value_not_in_the_treatment_column_is_named_with_it():
+    with pytest.raises(D.DatasetError, match="treated value 'CIA' does not occur in the treatment "
+                                             r"column 'arm' \(its values: a, b\)"):
+        D.from_table(_table(), "t", "d", drop=["id"], treatment="arm", treated="CIA")
+
+
+def test_a_treated_value_without_a_treatment_column_is_refused():
+    with pytest.raises(D.DatasetError, match="treated value 'b' given without a treatment column"):
+        D.from_table(_table(), "t", "d", drop=["id"], treated="b")
+
+
+def test_infinite_times_are_named_with_their_rows():
+    df = _table()
+    df.loc[2, "t"] = np.inf
+    with pytest.raises(D.DatasetError, match="time column 't'.*rows 3; found: inf"):
+        D.from_table(df, "t", "d", drop=["id"])
+
+
+def test_a_covariate_empty_on_every_row_is_left_out_of_a_cohorts_features(twin_small):
+    df = twin_small.data.assign(pdl1=np.nan, age=np.nan)
+    data = D.from_cohort(df)
+    assert "pdl1" not in data.spec.columns and "age" not in data.spec.columns
+    assert "ecog" in data.spec.columns
+    assert any("age, pdl1 empty on every row" in note for note in data.notes)
+    assert build_preprocessor(data.spec).fit_transform(data.X).shape[1] == 18 - 1 - 3  # age, 3 pdl1 terms

@@ -8,6 +8,7 @@ import pytest
 
 from features import schema
 from features.contract import BY_NAME, COLUMNS, SPEC
+from features.errors import InputWarning
 from features.pipeline import build_preprocessor, infer_spec
 from features.schema import CohortValidationError, validate
 
@@ -223,3 +224,92 @@ def test_preprocessor_learns_levels_when_none_are_given():
     out = build_preprocessor(spec).fit_transform(df)
     assert list(out.columns) == ["x", "arm=b"]
     assert out["x"].isna().sum() == 0  # imputed, not dropped
+
+
+# ------------------------------------------------------- problems that used to hide
+
+
+def test_a_duplicate_id_does_not_hide_the_other_problems():
+    df = good_table()
+    df.loc[5, "id"] = "P00"
+    df.loc[5, "age"] = 5.0
+    df.loc[2, "pfs_event"] = 7
+    text = [p.describe() for p in problems_of(df)]
+    assert len(text) == 3, text
+    assert "unique patient ids" in text[0] and "ids: P00" in text[0]
+    assert any("column 'age'" in t and "ids: P00 (row 6)" in t for t in text)  # which P00: the row says
+    assert any("column 'pfs_event'" in t and "ids: P02" in t for t in text)
+
+
+def test_missing_ids_and_a_missing_id_column_do_not_hide_the_other_problems():
+    df = good_table().astype({"id": object})
+    df.loc[1, "id"] = None
+    df.loc[1, "age"] = 500.0
+    columns = {p.column: p.rows for p in problems_of(df)}
+    assert columns == {"id": ("row 2",), "age": ("row 2",)}
+    columns = {p.column: p.rows for p in problems_of(good_table().drop(columns="id").assign(age=5.0))}
+    assert columns["id"] == () and columns["age"][:2] == ("row 1", "row 2")
+
+
+@pytest.mark.parametrize("col", ["pfs_months", "os_months", "pfs1_months", "age"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, "inf", "-Infinity"])
+def test_infinite_values_are_not_finite_numbers(col, value):
+    df = good_table().astype({col: object})
+    df.loc[1, col] = value
+    p = only_problem(df)  # not "OS shorter than PFS", not out of range
+    assert (p.column, p.expected, p.rows) == (col, "a finite number", ("P01",))
+
+
+@pytest.mark.parametrize("marker", ["NaN", "nan", "", "  ", "NA", "N/A", "null", "None", "."])
+def test_text_meaning_missing_is_a_missing_covariate(marker):
+    df = good_table().astype({"age": object, "smoking": object})
+    df.loc[1, "age"] = marker
+    df.loc[2, "smoking"] = marker
+    out = validate(df)
+    assert np.isnan(out.loc[1, "age"]) and pd.isna(out.loc[2, "smoking"])
+
+
+def test_text_meaning_missing_in_a_required_column_is_a_missing_value():
+    df = good_table().astype({"pfs_months": object})
+    df.loc[3, "pfs_months"] = "NA"
+    p = only_problem(df)
+    assert p.column == "pfs_months" and "every row" in p.expected and p.rows == ("P03",)
+
+
+def test_covariates_empty_on_every_row_pass_with_a_warning(tmp_path):
+    df = good_table().assign(age=np.nan, pdl1=np.nan, ecog=np.nan)
+    df.to_csv(tmp_path / "c.csv", index=False)  # read back, the empty label column is a float one
+    from_file = pd.read_csv(tmp_path / "c.csv")
+    assert from_file["pdl1"].dtype == float
+    with pytest.warns(InputWarning, match="covariate.*age, ecog, pdl1 empty on every row"):
+        out = validate(from_file)
+    assert out[["age", "pdl1", "ecog"]].isna().all().all() and out["pdl1"].dtype == object
+
+
+@pytest.mark.parametrize("yes, no", [("yes", "no"), ("Yes", "No"), ("Y", "n"), ("TRUE", "false"),
+                                     (True, False), ("1", "0")])
+def test_event_words_are_events(yes, no):
+    df = good_table().astype({"pfs_event": object, "os_event": object})
+    df["pfs_event"] = [yes, no] * 3
+    df["os_event"] = [no, yes] * 3
+    out = validate(df)
+    assert list(out["pfs_event"]) == [1, 0] * 3 and out["pfs_event"].dtype == "int64"
+    assert list(out["os_event"]) == [0, 1] * 3
+
+
+def test_an_unknown_event_word_is_named():
+    df = good_table().astype({"pfs_event": object})
+    df.loc[2, "pfs_event"] = "maybe"
+    p = only_problem(df)
+    assert (p.column, p.rows, p.found) == ("pfs_event", ("P02",), ("maybe",))
+    assert "yes/no" in p.expected
+
+
+def test_a_missing_time_column_is_not_also_an_order_problem():
+    assert [p.column for p in problems_of(good_table().drop(columns="os_months"))] == ["os_months"]
+
+
+def test_rows_are_named_whatever_the_index():
+    df = good_table().set_index("id", drop=False)
+    df.iloc[3, df.columns.get_loc("age")] = 5.0
+    assert only_problem(df).rows == ("P03",)
