@@ -33,6 +33,7 @@ def exit_with_parent(parent_pid: int) -> None:
     clean-up). Without it, joblib's idle workers outlive a killed parent by 5 minutes and
     a tuning worker finishes its trials for nobody. Pass the parent's pid taken in the parent
     (`exit_with_parent, (os.getpid(),)`): a parent dead before the thread starts is caught too.
+    A worker still starting up (importing) when its parent dies exits once it gets here.
     On Windows, where a pid is not re-parented, nothing is watched.
     """
     if os.name != "posix":

@@ -46,14 +46,13 @@ def process_alive(pid: int, start: str | None = None) -> bool:
     """Whether process `pid` (started at `start`, if given) still runs on this host.
 
     A zombie counts as gone, and so does a pid now held by a process started at another
-    time. Where neither /proc nor POSIX signals can tell (Windows), a process counts as alive:
-    a run is never closed on a guess.
+    time. Without /proc (macOS), or where /proc hides other users' processes, signal 0 asks
+    the kernel; where that cannot tell either (Windows), a process counts as alive: a run is
+    never closed on a guess.
     """
     stat = _proc_stat(pid)
     if stat is not None:
         return stat[0] != "Z" and (start is None or stat[1] == start)
-    if Path("/proc/self/stat").exists():  # /proc works here and has no such pid
-        return False
     if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
         return True
     try:

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
@@ -79,10 +78,16 @@ def _reason(exc: BaseException, url: str) -> str:
         return (f"no database driver for '{scheme}' is installed (PostgreSQL works as "
                 f"postgresql://user:password@host:5432/db; another database needs its driver "
                 f"installed and named, e.g. mysql+pymysql://)")
-    if isinstance(exc, sqlalchemy.exc.NoSuchModuleError):
+    if _raised_as(exc, "NoSuchModuleError"):
         return f"unknown database '{scheme}' (use postgresql://, mysql+<driver>:// or sqlite:///)"
-    prefix = "invalid URL: " if isinstance(exc, ValueError | sqlalchemy.exc.ArgumentError) else ""
+    prefix = "invalid URL: " if isinstance(exc, ValueError) or _raised_as(exc, "ArgumentError") else ""
     return prefix + _first_line(exc, _password(url))
+
+
+def _raised_as(exc: BaseException, sqlalchemy_error: str) -> bool:
+    # by name: sqlalchemy comes with optuna, it is not a dependency of ours to import
+    return any(cls.__name__ == sqlalchemy_error and cls.__module__.startswith("sqlalchemy")
+               for cls in type(exc).__mro__)
 
 
 def _rdb(url: str) -> optuna.storages.BaseStorage:
