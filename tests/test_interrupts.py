@@ -230,10 +230,13 @@ def test_sigkill_while_logging_leaves_no_running_run_and_no_live_worker(mlflow_s
     from ml.cli import app
 
     db = mlflow_store / "mlruns" / "mlflow.db"
-    # two folds on two processes: joblib's workers are up (idle, kept for reuse) while it logs
-    victim = _benchmark(mlflow_store, "killed", "--models", "cox", "--n-jobs", "2", start_new_session=True)
+    # two folds on two processes: joblib's workers are up (idle, kept for reuse) while it logs;
+    # rsf's nested run (SHAP of a forest) keeps the logging going for a while
+    victim = _benchmark(mlflow_store, "killed", "--models", "cox,rsf", "--n-jobs", "2",
+                        start_new_session=True)
     try:
         assert _wait_until(lambda: _nested_run_running(db) or victim.poll() is not None, timeout=120)
+        victim.send_signal(signal.SIGSTOP)  # frozen mid-logging: no race between seeing it and the kill
         assert victim.poll() is None, (mlflow_store / "killed.log").read_text()
         children = _descendants(victim.pid)
         assert len(children) >= 2  # joblib's workers of the folds, idle but alive
