@@ -94,6 +94,38 @@ def test_bad_config_values_are_refused(kwargs):
 
 def test_redact_hides_passwords():
     assert tune.redact("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    assert tune.redact("postgresql://me:p@ss:w@db/optuna") == "postgresql://me:***@db/optuna"
+    assert tune.redact("postgresql://me@db/optuna") == "postgresql://me@db/optuna"
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://me:pw@db:5432/optuna", "postgresql+psycopg2://me:pw@db:5432/optuna"),
+    ("postgres://me:pw@db/optuna", "postgresql+psycopg2://me:pw@db/optuna"),
+    ("PostgreSQL://db/optuna", "postgresql+psycopg2://db/optuna"),
+    ("postgresql+psycopg2://me:pw@db/optuna", "postgresql+psycopg2://me:pw@db/optuna"),
+    ("postgresql+psycopg://me:pw@db/optuna", "postgresql+psycopg://me:pw@db/optuna"),
+    ("mysql+pymysql://me:pw@db/optuna", "mysql+pymysql://me:pw@db/optuna"),
+    ("sqlite:///mlruns/optuna.db", "sqlite:///mlruns/optuna.db"),
+    ("mlruns/optuna/journal.log", "mlruns/optuna/journal.log"),
+])
+def test_postgresql_urls_get_the_installed_driver(url, expected):
+    assert tune.with_driver(url) == expected
+
+
+@pytest.mark.parametrize("url, reason", [
+    # the driver is added, so the error is about the server, not "Failed to import DB access module"
+    ("postgresql://me:s3cret@127.0.0.1:1/optuna", "Connection refused"),
+    ("postgres://me:s3cret@127.0.0.1:1/optuna", "Connection refused"),
+    ("postgresql://me:s3cret@127.0.0.1:port/optuna", "invalid URL"),
+    ("nosuchdb://me:s3cret@db/optuna", "unknown database 'nosuchdb'"),
+    ("mysql://me:s3cret@db/optuna", "no database driver for 'mysql' is installed"),
+])
+def test_an_unusable_storage_url_is_one_line_without_the_password(url, reason):
+    with pytest.raises(tune.TuneError) as caught:
+        tune.open_storage(url)
+    message = str(caught.value)
+    assert message.startswith(f"cannot open optuna storage '{tune.redact(url)}': ")
+    assert reason in message and "s3cret" not in message and "\n" not in message
 
 
 def test_outer_summary_pairs_tuned_with_default_and_lists_the_objective_first():

@@ -6,7 +6,8 @@
 
 The work is done in `ml.tracking.runs` (runs, params, metrics, artifacts, data sets,
 provenance), `ml.tracking.registry` (register, champion, promote) and
-`ml.tracking.models` (log / save / load models, the survival pyfunc). None of them imports
+`ml.tracking.models` (log / save / load models, the survival pyfunc) and
+`ml.tracking.stale` (runs left RUNNING by killed processes, swept when a run opens). None of them imports
 domain code: callers hand in plain data (frames, dicts, figures, a `PyfuncContract`).
 """
 

@@ -1,6 +1,9 @@
 """MLflow runs: the store, a run context, params / metrics / tables / figures / data sets,
 child runs, and the provenance tags every run carries.
 
+Every run records the process that owns it, and opening a top-level run first closes the
+runs of processes that died without closing theirs (see `ml.tracking.stale`).
+
 Store: `sqlite:///mlruns/mlflow.db` (override with MLFLOW_TRACKING_URI), artifacts under
 `mlruns/artifacts/`. Browse with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
 Every function takes plain data (dicts, frames, figures); none imports domain code.
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ml.tracking import stale
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_DIR = Path("mlruns") / "artifacts"
@@ -81,13 +86,20 @@ def provenance_tags(seed: int | None = None) -> dict[str, str]:
 @contextlib.contextmanager
 def run(experiment: str, run_name: str, *, seed: int | None = None,
         tags: Mapping[str, str] | None = None, nested: bool = False) -> Iterator[Any]:
-    """Start an MLflow run; mark it FAILED (never left RUNNING) if the body raises."""
+    """Start an MLflow run; mark it FAILED (never left RUNNING) if the body raises.
+
+    A top-level run first sweeps the store's runs left RUNNING by dead processes
+    (`stale.sweep`); the owner tags go in with the run's creation, so even a process
+    killed at once leaves a run the next sweep can close.
+    """
     mlflow = mlflow_module()
+    if not nested:
+        stale.sweep(mlflow.MlflowClient())
     # nested runs get the experiment id too: without it mlflow files them under 'Default'
-    kwargs = {"run_name": run_name, "nested": nested, "experiment_id": _experiment_id(mlflow, experiment)}
+    kwargs = {"run_name": run_name, "nested": nested, "experiment_id": _experiment_id(mlflow, experiment),
+              "tags": {**provenance_tags(seed), **stale.owner_tags(), **(tags or {})}}
     active = mlflow.start_run(**kwargs)
     try:
-        mlflow.set_tags({**provenance_tags(seed), **(tags or {})})
         yield active
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -201,7 +213,7 @@ def log_child_runs(children: list[Mapping[str, Any]]) -> list[str]:
     for child in children:
         state = child.get("state", "COMPLETE")
         tags = {k: str(v) for k, v in child.get("tags", {}).items()}
-        tags.update({"mlflow.parentRunId": parent.info.run_id, "state": state})
+        tags.update({"mlflow.parentRunId": parent.info.run_id, "state": state, **stale.owner_tags()})
         start = _ms(child.get("start"))
         created = client.create_run(parent.info.experiment_id, start_time=start, tags=tags,
                                     run_name=str(child["name"]))

@@ -49,6 +49,7 @@ from ml.workflows.tuning.storage import (
     redact,
     study_names,
     trials_frame,
+    with_driver,
 )
 from ml.workflows.tuning.studies import (
     CATCH,
@@ -68,7 +69,7 @@ __all__ = [
     "registered_model_name", "run_and_log", "SEARCH_SPACE_DIR", "CategoricalParam", "FloatParam", "IntParam",
     "SearchSpace", "available_models", "check_space", "load_search_space", "make_model", "search_space_path",
     "with_params", "DEFAULT_STORAGE", "best_params", "create_studies", "fingerprint", "make_pruner",
-    "open_storage", "redact", "study_names", "trials_frame", "CATCH", "InnerCVObjective", "StudyTask",
-    "WorkerJob", "cv_folds", "quotas", "run_workers", "work", "outer_metrics", "summarise_outer",
+    "open_storage", "redact", "study_names", "trials_frame", "with_driver", "CATCH", "InnerCVObjective",
+    "StudyTask", "WorkerJob", "cv_folds", "quotas", "run_workers", "work", "outer_metrics", "summarise_outer",
     "summary_table", "trial_runs",
 ]

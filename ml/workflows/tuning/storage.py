@@ -4,7 +4,9 @@ The local default is a journal file (`mlruns/optuna/journal.log`): optuna append
 operation to it under a file lock, which is safe for many processes, whereas a sqlite file
 serialises writers with one database lock and fails with "database is locked" under
 contention. Any RDB URL (`postgresql://...`, `mysql+pymysql://...`, `sqlite:///...`) is
-accepted too.
+accepted too. A PostgreSQL URL without a driver (`postgresql://`, `postgres://`) gets the
+installed one, psycopg2 (`postgresql+psycopg2://`): SQLAlchemy 2.1 would pick psycopg 3,
+which is not installed, and optuna would then say "Failed to import DB access module".
 """
 
 from __future__ import annotations
@@ -31,17 +33,65 @@ SQLITE_TIMEOUT_S = 60
 HEARTBEAT_S = 60
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_DRIVER = "postgresql+psycopg2"
+
+
+def _password(url: str) -> str | None:
+    if "://" not in url or "@" not in url:
+        return None
+    creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+    return creds.split(":", 1)[1] if ":" in creds else None
+
+
 def redact(url: str) -> str:
     """Hide a password in an RDB URL before printing it."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    password = _password(url)
+    if password is None:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def with_driver(url: str) -> str:
+    """The RDB URL with its database driver named: `postgresql://` and `postgres://` become
+    `postgresql+psycopg2://` (the driver in the lock); any other URL is returned as is."""
+    scheme, sep, rest = url.partition("://")
+    return f"{POSTGRES_DRIVER}://{rest}" if sep and scheme.lower() in POSTGRES_SCHEMES else url
+
+
+def _first_line(exc: BaseException, password: str | None) -> str:
+    """One line of a storage error for the user, without the password the URL held."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first.split(") ", 1)[1] if first.startswith("(") and ") " in first else first  # "(driver.Error) "
+    return first.replace(password, "***") if password else first
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """Why a storage could not be opened, in the user's terms."""
+    scheme = url.split("://", 1)[0]
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"database driver '{exc.name}' is not installed"
+    if isinstance(exc, ImportError):  # optuna's "Failed to import DB access module"
+        return (f"no database driver for '{scheme}' is installed (PostgreSQL works as "
+                f"postgresql://user:password@host:5432/db; another database needs its driver "
+                f"installed and named, e.g. mysql+pymysql://)")
+    if _raised_as(exc, "NoSuchModuleError"):
+        return f"unknown database '{scheme}' (use postgresql://, mysql+<driver>:// or sqlite:///)"
+    prefix = "invalid URL: " if isinstance(exc, ValueError) or _raised_as(exc, "ArgumentError") else ""
+    return prefix + _first_line(exc, _password(url))
+
+
+def _raised_as(exc: BaseException, sqlalchemy_error: str) -> bool:
+    # by name: sqlalchemy comes with optuna, it is not a dependency of ours to import
+    return any(cls.__name__ == sqlalchemy_error and cls.__module__.startswith("sqlalchemy")
+               for cls in type(exc).__mro__)
 
 
 def _rdb(url: str) -> optuna.storages.BaseStorage:
+    url = with_driver(url)
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     # heartbeats: a trial of a crashed worker / machine is marked FAIL after the grace period
     with warnings.catch_warnings():
@@ -57,16 +107,14 @@ def _journal(path: Path) -> optuna.storages.BaseStorage:
 
 
 def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseStorage:
-    """An RDB URL (`scheme://...`) or a journal file path (default mlruns/optuna/journal.log)."""
+    """An RDB URL (`scheme://...`, driver added by `with_driver`) or a journal file path
+    (default mlruns/optuna/journal.log). TuneError, with the password hidden, if it cannot
+    be opened (unknown scheme, driver missing, server unreachable, bad credentials)."""
     target = str(url) if url is not None else str(DEFAULT_STORAGE)
     try:
         return _rdb(target) if "://" in target else _journal(Path(target))
-    except ModuleNotFoundError as exc:
-        raise TuneError(f"cannot open optuna storage '{redact(target)}': database driver "
-                        f"'{exc.name}' is not installed") from exc
-    except Exception as exc:  # sqlalchemy / OS errors: one clear line for the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TuneError(f"cannot open optuna storage '{redact(target)}': {first}") from exc
+    except Exception as exc:  # driver, sqlalchemy and OS errors: one clear line for the user
+        raise TuneError(f"cannot open optuna storage '{redact(target)}': {_reason(exc, target)}") from exc
 
 
 def fingerprint(X: pd.DataFrame, y: np.ndarray, config: TuneConfig, space: SearchSpace) -> str:

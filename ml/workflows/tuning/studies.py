@@ -24,6 +24,7 @@ from sklearn.base import clone
 
 from ml.evaluation.folds import EvaluationError, Fold, make_folds
 from ml.evaluation.loop import Scoring, fit_and_score
+from ml.evaluation.parallel import exit_with_parent
 from ml.workflows.tuning.config import TuneConfig, TuneError
 from ml.workflows.tuning.space import SearchSpace, make_model, with_params
 from ml.workflows.tuning.storage import make_pruner, open_storage
@@ -157,10 +158,12 @@ def quotas(n_trials: int, workers: int) -> list[int]:
 
 
 def run_workers(jobs: Sequence[WorkerJob]) -> None:
-    """One job in this process; several in separate processes (each opens its own storage)."""
+    """One job in this process; several in separate processes (each opens its own storage),
+    which exit when this process dies (`ml.evaluation.parallel.exit_with_parent`)."""
     if len(jobs) == 1:
         work(jobs[0])
         return
     ctx = multiprocessing.get_context("spawn")  # no forked sqlite/mlflow handles in children
-    with ctx.Pool(processes=len(jobs)) as pool:
+    # workers end with this process: a killed tune leaves no orphan adding trials for nobody
+    with ctx.Pool(processes=len(jobs), initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         pool.map(work, jobs, chunksize=1)
