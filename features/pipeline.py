@@ -9,8 +9,10 @@ in fewer than `min_level_rows` training rows is pooled with the other rare level
 feature into one column `feature=infrequent` (scikit-learn's `min_frequency`), fitted per
 training fold; a level never seen in training lands there too. A level of a few rows is
 where a Cox model separates (its log hazard ratio runs off to infinity) and where trees
-split on noise. The cohort contract's declared levels (`cohort_spec`) are kept as they are.
-`infrequent_levels(fitted)` says which levels a fitted preprocessor pooled.
+split on noise. A feature whose levels are all rare (a training set of a few dozen rows)
+becomes one pooled level and so drops out of the matrix. The cohort contract's declared
+levels (`cohort_spec`) are kept as they are. `infrequent_levels(fitted)` says which levels
+a fitted preprocessor pooled.
 
 Integer columns are numbers: `infer_spec` cannot tell a count (nodes, age) from a code
 (an institution id). A code is declared categorical (`categorical=[...]`); its rare

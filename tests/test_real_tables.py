@@ -92,6 +92,14 @@ def test_rare_levels_of_an_inferred_table_share_one_column():
     assert np.allclose(rare, unseen)
 
 
+def test_a_feature_whose_levels_are_all_rare_drops_out():
+    tiny = _table_with_rare_levels().iloc[:12]
+    spec = infer_spec(tiny, exclude=("months", "dead"))
+    pre = models.make_pipeline("cox", spec)[0].fit(tiny)
+    assert list(pre.get_feature_names_out()) == ["age"]
+    assert set(infrequent_levels(pre)["site"]) == set(tiny["site"])
+
+
 def test_benchmark_notes_name_the_pooled_levels():
     data = datasets.from_table(_table_with_rare_levels(), "months", "dead")
     config = bench.BenchmarkConfig(models=["cox"], folds=2, repeats=1, n_jobs=1)
