@@ -193,7 +193,8 @@ def public(name: str) -> SurvivalData:
                       source=f"sksurv.datasets ({name})")
     # keep the data set's own level order (first level = reference)
     levels = {c: lv for c, lv in categorical.items() if c in data.spec.categorical}
-    data.spec = FeatureSpec(numeric=data.spec.numeric, categorical={**data.spec.categorical, **levels})
+    data.spec = FeatureSpec(numeric=data.spec.numeric, categorical={**data.spec.categorical, **levels},
+                            min_level_rows=data.spec.min_level_rows)
     if known.treatment is not None:
         control = next(v for v in levels[known.treatment] if v != known.treated)
         data.spec.categorical[known.treatment] = (control, known.treated)

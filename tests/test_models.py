@@ -19,7 +19,7 @@ from sksurv.util import Surv
 
 from features import datasets
 from ml import models
-from ml.models.cox import SeparationWarning
+from ml.models.cox import DEFAULT_RIDGE, SeparationWarning
 
 FAST = {"rsf": {"n_estimators": 15}, "gbsa": {"n_estimators": 30}, "xgb_cox": {"n_estimators": 30},
         "xgb_aft": {"n_estimators": 30}}
@@ -166,7 +166,7 @@ def test_rsf_bins_training_times_within_the_follow_up(twin_xy):
     assert np.array_equal(exact.unique_times_, np.unique(y["time"]))
 
 
-def test_cox_warns_on_separation_and_ridge_keeps_it_finite():
+def test_cox_default_ridge_keeps_a_separated_fit_finite_and_alpha_0_warns():
     rng = np.random.default_rng(4)
     n = 120
     rare = np.zeros(n)
@@ -176,6 +176,30 @@ def test_cox_warns_on_separation_and_ridge_keeps_it_finite():
     event[:6] = False  # the rare level never has an event: its MLE is -infinity
     y = Surv.from_arrays(event=event, time=rng.exponential(10, n) + 0.1)
     with pytest.warns(SeparationWarning, match="rare"):
-        models.CoxPH().fit(X, y)
-    ridge = models.CoxPH(alpha=1e-2).fit(X, y)
-    assert abs(ridge.coef_[1]) < 10
+        plain = models.CoxPH(alpha=0.0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeparationWarning)
+        default = models.CoxPH().fit(X, y)
+    assert default.alpha == DEFAULT_RIDGE > 0 and models.make_estimator("cox").alpha == DEFAULT_RIDGE
+    assert abs(plain.coef_[1]) > 10 and abs(default.coef_[1]) < 5
+    assert np.all(np.isfinite(default.predict(X)))
+
+
+def test_cox_default_ridge_barely_moves_a_well_posed_fit(whas):
+    X, y = whas
+    plain, default = models.CoxPH(alpha=0.0).fit(X, y), models.CoxPH().fit(X, y)
+    assert np.allclose(default.coef_, plain.coef_, atol=0.05)  # standardised columns, log-HR scale
+    assert np.linalg.norm(default.coef_) < np.linalg.norm(plain.coef_)  # a ridge shrinks the whole vector
+    assert models.IPTWCox().alpha == DEFAULT_RIDGE
+
+
+def test_xgboost_models_take_feature_names_xgboost_itself_refuses(twin_xy):
+    """Category labels of any spelling (`pdl1=<1%`, brackets) reach the boosters by position;
+    the wrapper keeps the user's names and still matches columns by name."""
+    X, y, _ = twin_xy
+    odd = X.rename(columns={X.columns[0]: "pdl1=<1%", X.columns[1]: "dose[mg]", X.columns[2]: "stage]"})
+    for name in ("xgb_cox", "xgb_aft"):
+        est = _fit(name, odd, y)
+        assert list(est.feature_names_in_) == list(odd.columns)
+        assert np.allclose(est.predict(odd), _fit(name, X, y).predict(X))  # names never enter the fit
+        assert np.allclose(est.predict(odd[odd.columns[::-1]]), est.predict(odd))  # realigned by name

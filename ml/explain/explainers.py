@@ -135,7 +135,7 @@ def xgb_objective(booster: Any) -> str:
 
 def _xgb_margin(booster: Any, sign: float) -> Callable[[pd.DataFrame], np.ndarray]:
     def predict(d: pd.DataFrame) -> np.ndarray:
-        dm = xgboost.DMatrix(np.asarray(d, dtype=np.float32), feature_names=list(d.columns))
+        dm = xgboost.DMatrix(np.asarray(d, dtype=np.float32), feature_names=booster.feature_names)
         return sign * booster.predict(dm, output_margin=True)
 
     return predict
@@ -158,7 +158,9 @@ def explain_xgboost(booster: Any, X: pd.DataFrame,
     sign, scale = (-1.0, "minus log time") if aft else (1.0, "log-hazard")
     X = as_frame(X)
     explainer = shap.TreeExplainer(booster, feature_perturbation="tree_path_dependent")
-    values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=np.float64)
+    # by position: xgboost refuses column names holding [, ] or < (a label such as `<1%`)
+    values = np.asarray(explainer.shap_values(X.to_numpy(np.float64), check_additivity=False),
+                        dtype=np.float64)
     predict = predict if predict is not None else _xgb_margin(booster, sign)
     base = float(np.ravel(explainer.expected_value)[0])
     return Explanation(values=sign * values, base_value=sign * base, data=X,

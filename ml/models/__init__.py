@@ -20,7 +20,7 @@ from typing import Any
 
 from features.pipeline import build_preprocessor
 from ml.models.base import SurvivalInputError, SurvivalPipeline
-from ml.models.cox import Coxnet, CoxPH
+from ml.models.cox import DEFAULT_RIDGE, Coxnet, CoxPH
 from ml.models.iptw import IPTWCox
 from ml.models.trees import GBSA, RSF
 from ml.models.xgb import XGBAFT, XGBCox
@@ -37,7 +37,8 @@ class ModelEntry:
 
 
 REGISTRY: dict[str, ModelEntry] = {
-    "cox": ModelEntry(CoxPH, "multivariable Cox (weighted partial likelihood, Efron ties)"),
+    "cox": ModelEntry(CoxPH, "multivariable Cox (weighted partial likelihood, Efron ties, "
+                      f"ridge {DEFAULT_RIDGE:g})"),
     "iptw_cox": ModelEntry(IPTWCox, "Cox with IPTW weights, propensity fitted in each training fold",
                            needs_treatment=True),
     "coxnet": ModelEntry(Coxnet, "elastic-net Cox (alpha 0.05, l1_ratio 0.5)"),

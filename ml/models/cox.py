@@ -1,4 +1,4 @@
-"""Weighted Cox models: `CoxPH` (Newton-Raphson, tiny ridge) and `Coxnet` (elastic net).
+"""Weighted Cox models: `CoxPH` (Newton-Raphson, small default ridge) and `Coxnet` (elastic net).
 
 scikit-survival's CoxPHSurvivalAnalysis ignores sample weights and its Coxnet has none,
 so both models sit on the weighted partial likelihood of `ml.stats.coxph` (Efron or Breslow
@@ -32,6 +32,9 @@ class SeparationWarning(RuntimeWarning):
 
 
 SEPARATION_LOG_HR = 10.0
+DEFAULT_RIDGE = 0.01
+"""CoxPH's (and IPTWCox's) default alpha: a ridge small enough to leave a well-posed fit almost
+unchanged and large enough to keep a separated one finite (see CoxPH)."""
 
 
 def _warn_separation(beta: np.ndarray, est) -> None:
@@ -77,17 +80,23 @@ class _CoxBase(BreslowMixin, SurvivalEstimator):
 class CoxPH(_CoxBase):
     """Multivariable Cox model fitted by Newton-Raphson on the weighted partial likelihood.
 
-    alpha: ridge penalty 0.5 * alpha * ||b||^2 on the per-unit-weight scale. The default 0
-    is the plain maximum partial likelihood fit (lifelines' CoxPHFitter gives the same
-    coefficients). When a training fold separates (e.g. a rare level without events) the
-    MLE is infinite: the iterations stop when the log likelihood stops improving and a
-    `SeparationWarning` names the diverging coefficients; a small alpha (e.g. 1e-3) keeps
-    them finite instead.
+    alpha: ridge penalty 0.5 * alpha * ||b||^2 on the per-unit-weight scale (the objective is
+    -log PL / sum(w) + penalty; scikit-survival's CoxPHSurvivalAnalysis(alpha=a) puts a on
+    -log PL itself, i.e. a / sum(w) here). The default `DEFAULT_RIDGE` = 0.01 is small: on
+    the benchmark's real tables the held-out C moves by less than 0.003 from scikit-survival's
+    alpha=0.1, except where the plain fit separates. A training fold separates when a level
+    (or a combination) has no events, or only events: the partial likelihood then has no
+    finite maximum, and the ridge keeps those coefficients finite and shrinks them toward 0.
+    alpha=0 is the plain maximum partial likelihood fit (lifelines' CoxPHFitter gives the same
+    coefficients); on separation its iterations stop when the log likelihood stops improving
+    and a `SeparationWarning` names the diverging coefficients. Standardised features (the
+    preprocessor scales them) make one alpha mean the same for every column.
     """
 
     _parameter_constraints: dict = dict(_COMMON_CONSTRAINTS)
 
-    def __init__(self, *, alpha: float = 0.0, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9):
+    def __init__(self, *, alpha: float = DEFAULT_RIDGE, ties: str = "efron", max_iter: int = 100,
+                 tol: float = 1e-9):
         self.alpha = alpha
         self.ties = ties
         self.max_iter = max_iter

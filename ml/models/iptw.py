@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from features.pipeline import ONE_HOT_SEPARATOR
 from ml.models.base import SurvivalEstimator, SurvivalInputError, check_weights
-from ml.models.cox import CoxPH
+from ml.models.cox import DEFAULT_RIDGE, CoxPH
 from ml.stats import weighting
 
 
@@ -32,6 +32,7 @@ class IPTWCox(SurvivalEstimator):
     propensity_C: inverse L2 strength of the logistic propensity model; a mild default
         (1.0) keeps it finite when a small training fold separates the groups.
     truncate: (low, high) percentiles at which the weights are capped, or None.
+    alpha, ties: of the weighted `CoxPH` (the same small default ridge; 0 = unpenalised).
     """
 
     _parameter_constraints: dict = {
@@ -47,7 +48,7 @@ class IPTWCox(SurvivalEstimator):
     def __init__(self, *, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
                  estimand: str = "ate", stabilized: bool = True,
                  truncate: tuple[float, float] | None = (1.0, 99.0), propensity_C: float = 1.0,
-                 alpha: float = 0.0, ties: str = "efron"):
+                 alpha: float = DEFAULT_RIDGE, ties: str = "efron"):
         self.treatment = treatment
         self.confounders = confounders
         self.estimand = estimand

@@ -34,9 +34,16 @@ from ml.models.base import (
 )
 
 
-def _matrix(X):
-    # numpy + names: xgboost's pandas path costs ~50 ms per call on small frames
-    names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
+def _matrix(X, booster: xgboost.Booster | None = None) -> xgboost.DMatrix:
+    """X as the DMatrix a booster of this module reads: float32 values, columns by position.
+
+    The boosters are trained without feature names: xgboost refuses names holding `[`, `]`
+    or `<`, which a category label writes (`pdl1=<1%`), and the wrapper has already
+    matched the columns by name (`feature_names_in_` keeps the user's names). A booster
+    trained with names by an earlier version gets them back, so it still validates.
+    Plain numpy also skips xgboost's pandas path (~50 ms per call on small frames).
+    """
+    names = None if booster is None else booster.feature_names
     return xgboost.DMatrix(np.asarray(X, dtype=np.float32), feature_names=names)
 
 
@@ -98,7 +105,7 @@ class _XGBBase(SurvivalEstimator):
 
     def _margin(self, X) -> np.ndarray:
         X = self._check_X(X, reset=False, as_array=False)
-        return self.booster_.predict(_matrix(X), output_margin=True).astype(float)
+        return self.booster_.predict(_matrix(X, self.booster_), output_margin=True).astype(float)
 
 
 class XGBCox(BreslowMixin, _XGBBase):

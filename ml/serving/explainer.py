@@ -93,7 +93,7 @@ class RiskExplainer:
 
             # nthread=1: a DMatrix with the default thread pool costs ~15 ms to build, whatever its size.
             # XGBoost's own TreeSHAP (what shap's TreeExplainer calls for a booster); last column = bias
-            dm = xgboost.DMatrix(Xt.to_numpy(np.float32), feature_names=list(Xt.columns), nthread=1)
+            dm = xgboost.DMatrix(Xt.to_numpy(np.float32), feature_names=self.inner.feature_names, nthread=1)
             contributions = np.asarray(self.inner.predict(dm, pred_contribs=True), dtype=np.float64)
             return self.sign * contributions[:, :-1]
         expl = explain.explain(self.pipeline, raw, background=self.background_raw,

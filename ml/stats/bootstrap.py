@@ -52,6 +52,9 @@ def bootstrap_iptw(df: pd.DataFrame, iptw: IPTW, replicates: int, seed: int) -> 
                 rows.append(_replicate(outcomes, idx, t, w))
         except (CausalInputError, np.linalg.LinAlgError, ValueError):
             failed += 1
+    if replicates and not rows:
+        raise CausalInputError(f"none of the {replicates} bootstrap resamples could be analysed (every "
+                               "propensity or Cox fit failed): too few events or patients per group")
     out = pd.DataFrame(rows)
     out.attrs["failed"] = failed
     if failed:

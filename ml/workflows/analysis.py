@@ -34,6 +34,7 @@ from ml.stats.balance import standardized_differences, table_one
 from ml.stats.bootstrap import bootstrap_iptw, bootstrap_log_hr_summary, percentile_ci
 from ml.stats.cox import CoxFit, fit_cox
 from ml.stats.cox_tables import ENDPOINT_NAMES, cox_multivariable, cox_univariable, prognostic_factors
+from ml.stats.errors import CausalInputError
 from ml.stats.logrank import logrank, robust_logrank
 from ml.stats.ph import ph_test
 from ml.stats.positivity import group_sizes
@@ -81,7 +82,8 @@ METHODS = {
 def run_analysis(df: pd.DataFrame, config: AnalysisConfig | None = None) -> AnalysisResult:
     """Run the whole study analysis on a validated cohort frame.
 
-    Raises `ml.stats.errors.CausalInputError` for input the analysis cannot use. Warnings
+    Raises `ml.stats.errors.CausalInputError` for input the analysis cannot use (one
+    treatment group, an endpoint without events, unusable confounders). Warnings
     raised on the way (extreme weights, separation, non-convergence) are collected
     in `result.warnings` so that the caller can show them.
     """
@@ -101,6 +103,7 @@ def _worth_showing(w: warnings.WarningMessage) -> bool:
 
 def _run(df: pd.DataFrame, config: AnalysisConfig) -> AnalysisResult:
     sizes = group_sizes(df)
+    _require_events(df)
     iptw = estimate_iptw(df, config.confounders, config.estimand, config.stabilized, config.truncation)
     covariates = list(schema.COVARIATES)
     smd = _smd_frame(df, covariates, iptw)
@@ -123,6 +126,26 @@ def _run(df: pd.DataFrame, config: AnalysisConfig) -> AnalysisResult:
     )
     result.side_by_side = side_by_side(result)
     return result
+
+
+def _require_events(df: pd.DataFrame) -> None:
+    """Refuse an endpoint without events, overall or in one treatment group: its treatment
+    hazard ratio has no finite estimate (nor, without any event, its medians and tests), and
+    every bootstrap resample of it fails. One message names every such endpoint and group."""
+    groups = df[schema.TREATMENT]
+    problems = []
+    for ep, (_, ecol) in schema.ENDPOINTS.items():
+        events = df[ecol].astype(bool)
+        if not events.any():
+            problems.append(f"no {ENDPOINT_NAMES[ep]} events: '{ecol}' is 0 on all {len(df)} rows "
+                            "(every patient censored)")
+            continue
+        problems += [f"no {ENDPOINT_NAMES[ep]} events in {g}: '{ecol}' is 0 for its "
+                     f"{int((groups == g).sum())} patients: the treatment hazard ratio has no finite estimate"
+                     for g in (schema.TREATED, schema.CONTROL) if not events[groups == g].any()]
+    if problems:
+        raise CausalInputError("; ".join(problems) + ". The analysis needs events on both endpoints in "
+                               "both groups; check the event columns (or their mapping)")
 
 
 # --- balance ------------------------------------------------------------------------------------

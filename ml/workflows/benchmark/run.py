@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from features import datasets
+from features.pipeline import describe_infrequent, infrequent_levels
 from ml import models
 from ml.evaluation.folds import EvaluationError, Fold, make_folds
 from ml.evaluation.loop import FitScore, Scoring, fit_and_score, score_held_out
@@ -59,6 +60,7 @@ class FoldOutput:
     calibration: list[pd.DataFrame] = field(default_factory=list)
     risks: list[pd.DataFrame] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    infrequent: dict[str, tuple] = field(default_factory=dict)  # rare levels the fold's preprocessor pooled
 
     def add(self, name: str, fold: Fold, fs: FitScore, y_test: np.ndarray) -> None:
         where = {"repeat": fold.repeat, "fold": fold.fold}
@@ -109,7 +111,7 @@ class FoldRunner:
         X_train, X_test = pre.fit_transform(X.iloc[fold.train]), pre.transform(X.iloc[fold.test])
         y_train, y_test = y[fold.train], y[fold.test]
         scoring = Scoring.of(data, self.config.calibration_groups)
-        out = FoldOutput()
+        out = FoldOutput(infrequent=infrequent_levels(pre))
         for name in self.names:
             fs = self._fit_and_score(name, k, X_train, y_train, X_test, y_test, scoring)
             out.add(name, fold, fs, y_test)
@@ -196,10 +198,13 @@ def run_benchmark(data: datasets.SurvivalData, config: BenchmarkConfig,
     n_test = float(np.mean([len(f.test) for f in folds]))
     n_train = float(np.mean([len(f.train) for f in folds]))
     board = summarise(scores, metrics, n_train, n_test, baseline=BASELINE if BASELINE in names else None)
+    pooled = describe_infrequent([out.infrequent for out in outputs], data.spec.min_level_rows,
+                                 "at least one training fold")
     return BenchmarkResult(
         data_name=data.name, n=len(y), events=int(y["event"].sum()), scores=scores, leaderboard=board,
         calibration=_concat([c for out in outputs for c in out.calibration]),
         risk=_concat([r for out in outputs for r in out.risks]), metrics=metrics,
         horizons=dict(data.horizons), tau=data.tau, time_unit=data.time_unit, config=config,
-        skipped=skipped, notes=list(data.notes) + [n for out in outputs for n in out.notes],
+        skipped=skipped,
+        notes=[*data.notes, *filter(None, [pooled]), *(n for out in outputs for n in out.notes)],
         seconds=time.perf_counter() - started)
