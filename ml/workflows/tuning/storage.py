@@ -23,22 +23,13 @@ import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from ml.reporting.display import redact_url as redact  # the one rule for hiding a password in a URL
 from ml.workflows.tuning.config import TuneConfig, TuneError
 from ml.workflows.tuning.space import SearchSpace
 
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 SQLITE_TIMEOUT_S = 60
 HEARTBEAT_S = 60
-
-
-def redact(url: str) -> str:
-    """Hide a password in an RDB URL before printing it."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 def _rdb(url: str) -> optuna.storages.BaseStorage:
