@@ -163,5 +163,6 @@ def serve_command(
         fail(str(exc))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"serving {uri} on http://{host}:{port}/ (API docs: /docs)")
+    source = f" from MLflow store {tracking_store()}" if uri.startswith(("models:/", "runs:/")) else ""
+    console.print(f"serving {uri}{source} on http://{host}:{port}/ (API docs: /docs)", soft_wrap=True)
     uvicorn.run(serve.create_app(uri, scorer=scorer, notes=notes), host=host, port=port, log_level="warning")

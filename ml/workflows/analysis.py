@@ -35,6 +35,7 @@ from ml.stats.balance import standardized_differences, table_one
 from ml.stats.bootstrap import bootstrap_iptw, bootstrap_log_hr_summary, percentile_ci
 from ml.stats.cox import CoxFit, fit_cox
 from ml.stats.cox_tables import ENDPOINT_NAMES, cox_multivariable, cox_univariable, prognostic_factors
+from ml.stats.errors import CausalInputError
 from ml.stats.logrank import logrank, robust_logrank
 from ml.stats.ph import ph_test
 from ml.stats.positivity import group_sizes
@@ -105,6 +106,7 @@ def _worth_showing(w: warnings.WarningMessage) -> bool:
 def _run(df: pd.DataFrame, config: AnalysisConfig,
          progress: Callable[[int, int], None] | None) -> AnalysisResult:
     sizes = group_sizes(df)
+    _require_events(df)
     iptw = estimate_iptw(df, config.confounders, config.estimand, config.stabilized, config.truncation)
     covariates = list(schema.COVARIATES)
     smd = _smd_frame(df, covariates, iptw)
@@ -127,6 +129,14 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     )
     result.side_by_side = side_by_side(result)
     return result
+
+
+def _require_events(df: pd.DataFrame) -> None:
+    """Medians, tests and hazard ratios need events: an all-censored endpoint is bad input."""
+    for endpoint, (_, event) in schema.ENDPOINTS.items():
+        if not (df[event] == 1).any():
+            raise CausalInputError(f"no {endpoint.upper()} event in the cohort ('{event}' is 0 for every "
+                                   f"patient): medians, log-rank tests and hazard ratios are undefined")
 
 
 # --- balance ------------------------------------------------------------------------------------
