@@ -40,7 +40,9 @@ def watch_trials(url: str | None, names: Sequence[str], total: int,
 
     def poll() -> None:
         while not stop.wait(POLL_SECONDS):
-            report()
+            # a storage hiccup (lock, a line being written) costs one update, never the tuning run
+            with contextlib.suppress(Exception):
+                report()
 
     thread = threading.Thread(target=poll, name="trial-progress", daemon=True)
     thread.start()
