@@ -127,8 +127,11 @@ def test_explain_blames_the_flag(tmp_path, args, message):
     (["--endpoint", "dfs"], "--endpoint: unknown endpoint 'dfs'"),
     (["--mapping", "m.yaml"], "--mapping applies only to a table given with --data"),
 ])
-def test_tune_blames_the_flag(mlflow_store, args, message):
+def test_tune_blames_the_flag(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     _bad(["tune", "--model", "coxnet", *args], message)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_mapping_that_does_not_fit_the_table_names_the_column(files, tmp_path):

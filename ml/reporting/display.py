@@ -62,7 +62,9 @@ def print_wide(console: Console, renderable: RenderableType) -> None:
 def print_frame(console: Console, df: pd.DataFrame, title: str | None = None,
                 digits: int = 2) -> None:
     """Print any DataFrame as a rich table; numbers are never split across lines, words never broken."""
-    table = Table(title=title, title_justify="left")
+    # the title wraps at the table's width: the table is at least as wide as its longest word (a path)
+    longest_title_word = max(map(len, (title or "").split()), default=0)
+    table = Table(title=title, title_justify="left", min_width=longest_title_word)
     cells = [[_fmt(v, digits) for v in row] for row in df.itertuples(index=False)]
     for i, col in enumerate(df.columns):
         numeric = pd.api.types.is_numeric_dtype(df[col])
