@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml.cli.runner import (
     DataOpt,
     DropOpt,
     EventOpt,
+    JsonOpt,
+    MappingOpt,
     TimeOpt,
     TreatedOpt,
     TreatmentOpt,
     app,
+    check_output_dir,
+    check_tracking_store,
     console,
     err_console,
     fail,
+    figure_writer,
+    input_errors,
+    json_stdout,
+    print_json,
+    print_logged,
+    progress_bar,
+    split_names,
+    text_writer,
+    working,
+    write_outputs,
 )
 from ml.reporting import benchmark_display
 
 if TYPE_CHECKING:
     from ml.workflows.benchmark import BenchmarkConfig, BenchmarkResult
 
-T = TypeVar("T")
+FLAGS = {"dataset": "--dataset", "data": "--data", "mapping": "--mapping", "time": "--time",
+         "event": "--event", "treatment": "--treatment", "treated": "--treated", "drop": "--drop",
+         "endpoint": "--endpoint", "models": "--models", "repeats": "--repeats", "folds": "--folds",
+         "seed": "--seed", "n": "--n", "n_jobs": "--n-jobs"}
+"""Config field -> the option that sets it, so that an error blames what the user typed."""
 
 
 @app.command("benchmark")
@@ -35,6 +51,7 @@ def benchmark(
     dataset: str = typer.Option(None, "--dataset", help="twin | veterans | gbsg2 | whas500 | aids | flchain "
                                 "[default: the experiment's, twin]."),
     data: DataOpt = None,
+    mapping: MappingOpt = None,
     time: TimeOpt = None,
     event: EventOpt = None,
     treatment: TreatmentOpt = None,
@@ -55,40 +72,43 @@ def benchmark(
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log to MLflow (experiment 'benchmark')."),
     tuned: bool = typer.Option(False, "--tuned", help="Also a '<model>_tuned' row per model with a "
                                "registered champion (rechallenge tune), refitted with its best params."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Every model family on the same repeated CV folds: leaderboard with CIs and the difference to Cox."""
     # heavy (the model zoo, pyplot): imported here, off the path of `--help`
     from ml.reporting import benchmark_plots
     from ml.workflows import benchmark as bench
 
-    overrides = dict(dataset=dataset, data=data, time=time, event=event, treatment=treatment,
-                     treated=treated, drop=_names(drop), endpoint=endpoint, models=_names(models),
+    overrides = dict(dataset=dataset, data=data, mapping=mapping, time=time, event=event, treatment=treatment,
+                     treated=treated, drop=split_names(drop), endpoint=endpoint, models=split_names(models),
                      repeats=repeats, folds=folds, seed=seed, n=n, n_jobs=n_jobs)
-    try:
-        config = bench.load_config(experiment, **overrides)
-        prepared = bench.prepare_data(config)
+    check_output_dir("--out", out)
+    if mlflow:
+        check_tracking_store()
+    with json_stdout(as_json):
+        with input_errors(bench.BenchmarkError):
+            config = bench.load_config(experiment, flags=FLAGS, **overrides)
+            prepared = bench.prepare_data(config)
         if tuned:
             config = _with_tuned_rows(config)
-        result = _run_with_progress(lambda progress: bench.run_benchmark(prepared, config, progress),
-                                    total=(len(config.models) + len(config.tuned_params)) * config.folds
-                                    * config.repeats)
-    except bench.BenchmarkError as exc:
-        fail(str(exc))
-    summary = bench.to_json(result)
-    benchmark_display.print_benchmark(console, result.leaderboard, summary)
-    figures = benchmark_plots.benchmark_figures(
-        result.leaderboard, result.calibration, bench.km_by_risk(result.risk), data_name=result.data_name,
-        calibration_horizon=summary["calibration_horizon"], time_unit=result.time_unit)
-    _write_outputs(out, result, summary, figures)
-    if mlflow:
-        run_id = bench.log_to_mlflow(result, prepared, figures)
-        console.print(f"logged to MLflow run {run_id} (experiment 'benchmark', one nested run per model)")
-    benchmark_plots.close_figures(figures)
-
-
-def _names(text: str | None) -> list[str] | None:
-    """A comma-separated option as a list (None when not given)."""
-    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+        total = (len(config.models) + len(config.tuned_params)) * config.folds * config.repeats
+        bar = progress_bar("models x folds", total)
+        with input_errors(bench.BenchmarkError, generic=False), bar as update:
+            result = bench.run_benchmark(prepared, config, lambda name, done: update(done, f"{name:>9}"))
+        summary = bench.to_json(result)
+        if not as_json:
+            benchmark_display.print_benchmark(console, result.leaderboard, summary)
+        figures = benchmark_plots.benchmark_figures(
+            result.leaderboard, result.calibration, bench.km_by_risk(result.risk), data_name=result.data_name,
+            calibration_horizon=summary["calibration_horizon"], time_unit=result.time_unit)
+        _write_outputs(out, result, summary, figures)
+        if mlflow:
+            with working("logging to MLflow (final models and their SHAP summaries)"):
+                run_id = bench.log_to_mlflow(result, prepared, figures)
+            print_logged(console, run_id, "benchmark", "one nested run per model")
+        benchmark_plots.close_figures(figures)
+    if as_json:
+        print_json(summary)
 
 
 def _with_tuned_rows(config: BenchmarkConfig) -> BenchmarkConfig:
@@ -108,20 +128,11 @@ def _with_tuned_rows(config: BenchmarkConfig) -> BenchmarkConfig:
     return config.model_copy(update={"tuned_params": found})
 
 
-def _run_with_progress(run: Callable[[Callable[[str, int], None]], T], total: int) -> T:
-    """`run(progress)` under a transient progress bar of model x fold fits on stderr."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("models x folds", total=total)
-        return run(lambda name, done: bar.update(task, completed=done, description=f"{name:>9}"))
-
-
 def _write_outputs(out: Path, result: BenchmarkResult, summary: dict, figures: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    result.leaderboard.to_csv(out / "leaderboard.csv", index=False)
-    result.scores.to_csv(out / "fold_scores.csv", index=False)
-    (out / "benchmark.json").write_text(json.dumps(summary, indent=2))
-    for file_name, fig in figures.items():
-        fig.savefig(out / file_name, dpi=150)
+    writers = {out / "leaderboard.csv": lambda p: result.leaderboard.to_csv(p, index=False),
+               out / "fold_scores.csv": lambda p: result.scores.to_csv(p, index=False),
+               out / "benchmark.json": text_writer(json.dumps(summary, indent=2))}
+    writers |= {out / name: figure_writer(fig, dpi=150) for name, fig in figures.items()}
+    write_outputs("--out", writers)
     console.print(f"[green]wrote[/] {out}/leaderboard.csv, benchmark.json, fold_scores.csv, "
-                  f"{', '.join(figures)} ({result.seconds:.1f} s)")
+                  f"{', '.join(figures)} ({result.seconds:.1f} s)", soft_wrap=True)

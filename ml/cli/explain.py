@@ -10,7 +10,28 @@ from typing import Any
 import pandas as pd
 import typer
 
-from ml.cli.runner import DataOpt, DropOpt, EventOpt, TimeOpt, TreatedOpt, TreatmentOpt, app, console, fail
+from ml.cli.runner import (
+    DataOpt,
+    DropOpt,
+    EventOpt,
+    MappingOpt,
+    TimeOpt,
+    TreatedOpt,
+    TreatmentOpt,
+    app,
+    check_output_dir,
+    check_tracking_store,
+    console,
+    fail,
+    figure_writer,
+    input_errors,
+    one_source,
+    print_logged,
+    progress_bar,
+    text_writer,
+    working,
+    write_outputs,
+)
 from ml.reporting import display
 
 
@@ -19,12 +40,10 @@ def _split(text: str | None) -> tuple[str, ...]:
 
 
 def _write(document: dict[str, Any], figures: Mapping[str, Any], out: Path, summary_file: str) -> list[Path]:
-    """The summary document and the figures into `out`; returns the figure files."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / summary_file).write_text(json.dumps(document, indent=2, default=str))
-    for file_name, fig in figures.items():
-        fig.savefig(out / file_name, dpi=120, bbox_inches="tight")
-    return [out / file_name for file_name in figures]
+    """The summary document and the figures into `out` (each atomically); returns the figure files."""
+    writers = {out / summary_file: text_writer(json.dumps(document, indent=2, default=str))}
+    writers |= {out / name: figure_writer(fig, dpi=120, bbox_inches="tight") for name, fig in figures.items()}
+    return write_outputs("--out", writers)[1:]
 
 
 def _print(tables: Sequence[tuple[str, pd.DataFrame]]) -> None:
@@ -32,11 +51,22 @@ def _print(tables: Sequence[tuple[str, pd.DataFrame]]) -> None:
         display.print_frame(console, table, title=title)
 
 
+def _check_table_flags(data: Path | None, treatment: str | None, treated: str | None,
+                       **table_only: object) -> None:
+    """Options describing a --data table: refused without one, or without the column they refer to."""
+    if treated is not None and treatment is None:
+        fail("--treated needs --treatment (the column whose value marks the treated group)")
+    stray = [flag for flag, value in {"--treatment": treatment, **table_only}.items() if value]
+    if data is None and stray:
+        fail(f"{stray[0]} applies only to a table given with --data, and there is none")
+
+
 @app.command("explain")
 def explain_command(
-    dataset: str = typer.Option("twin", "--dataset",
-                                help="twin | veterans | gbsg2 | whas500 | aids | flchain."),
+    dataset: str = typer.Option(None, "--dataset",
+                                help="twin | veterans | gbsg2 | whas500 | aids | flchain [default: twin]."),
     data: DataOpt = None,
+    mapping: MappingOpt = None,
     time: TimeOpt = None,
     event: EventOpt = None,
     treatment: TreatmentOpt = None,
@@ -65,20 +95,26 @@ def explain_command(
 
     from ml.workflows import explain as workflow
 
+    one_source(dataset, data)
+    _check_table_flags(data, treatment, treated, **{"--mapping": mapping, "--time": time, "--event": event,
+                                                    "--drop": drop})
+    check_output_dir("--out", out)
+    if mlflow:
+        check_tracking_store()
     cfg = workflow.ExplainConfig(
-        dataset=dataset, data=data, time=time, event=event, treatment=treatment, treated=treated,
-        drop=_split(drop), models=_split(models), horizon=horizon, seeds=seeds, n=n, seed=seed,
-        cohort_config=config, patient=patient)
-    try:
+        dataset=dataset or "twin", data=data, mapping=mapping, time=time, event=event, treatment=treatment,
+        treated=treated, drop=_split(drop), models=_split(models), horizon=horizon, seeds=seeds, n=n,
+        seed=seed, cohort_config=config, patient=patient)
+    with input_errors(workflow.ExplainError, generic=False):
         prepared = workflow.prepare(cfg)
-    except workflow.ExplainError as exc:
-        fail(str(exc))
-    with console.status("explaining") as status:
-        result = workflow.run_explain(prepared, cfg, progress=status.update)
+    with progress_bar("explaining", len(prepared.names)) as update:
+        result = workflow.run_explain(prepared, cfg,
+                                      progress=lambda what, done, total: update(done, what, total))
     files = _write(result.document, workflow.figures(result, patient), out, workflow.SUMMARY_FILE)
     plt.close("all")
     _print(workflow.report_tables(result))
     console.print(f"[green]wrote[/] {out}/{workflow.SUMMARY_FILE} and {len(files)} figures")
     if mlflow:
-        run_id = workflow.log_to_mlflow(result, files)
-        console.print(f"logged to MLflow run {run_id} (experiment 'explain')")
+        with working("logging to MLflow"):
+            run_id = workflow.log_to_mlflow(result, files)
+        print_logged(console, run_id, "explain")

@@ -9,7 +9,20 @@ from typing import Any
 import pandas as pd
 import typer
 
-from ml.cli.runner import app, console, fail
+from ml.cli.runner import (
+    JsonOpt,
+    MappingOpt,
+    app,
+    check_output_file,
+    console,
+    fail,
+    figure_writer,
+    input_errors,
+    json_stdout,
+    text_writer,
+    tracking_store,
+    write_outputs,
+)
 from ml.reporting import display
 from ml.reporting.score_plots import plot_survival_curve
 from ml.serving import results
@@ -17,16 +30,19 @@ from ml.serving import results
 MAX_ROWS_PRINTED = 20
 MODEL_HELP = ("Model URI or path [default: models:/rechallenge-pfs-cox@champion; fitted on the twin and "
               "registered if the registry has none].")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 @app.command("score")
 def score_command(
     patient: Path = typer.Option(None, "--patient", help="One patient (a JSON object; a list for several)."),
     data: Path = typer.Option(None, "--data", help="Several patients (.csv or .parquet, contract columns)."),
+    mapping: MappingOpt = None,
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
     out: Path = typer.Option(None, "--out", help="Write the results: .json (records) or .csv (table)."),
     plot: Path = typer.Option(None, "--plot", help="Survival-curve PNG for one patient [default: beside "
                               "--out, else out/score/<id>_pfs.png]."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Score patients: risk score and group, P(PFS > 3/6/12/24 months), median PFS, top features."""
     # the scoring stack (scikit-survival, pydantic models) loads here, keeping `--help` fast
@@ -34,38 +50,61 @@ def score_command(
 
     if (patient is None) == (data is None):
         fail("give exactly one of --patient FILE.json or --data FILE.csv")
-    if out is not None and out.suffix.lower() not in (".json", ".csv"):
-        fail(f"{out}: --out must end in .json or .csv")
-    frame = _read_patients(patient, data)
-    try:
-        scorer, uri, notes = resolve.resolve_scorer(model)
-    except ValueError as exc:
-        fail(str(exc))
-    single = len(frame) == 1
-    result = scorer.result_for(frame, curve=single)
-    table = results.to_frame(result)
-    for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
-    _print_scores(table, f"PFS scoring with {uri} ({scorer.info()['model']}, risk groups: training tertiles)",
-                  written_to=out)
-    written = [_write_scores(result, table, out)] if out is not None else []
-    if single:
-        written.append(_write_plot(result, plot or _default_plot_path(out, result.ids[0])))
+    for flag, target, suffixes in (("--out", out, (".json", ".csv")), ("--plot", plot, PLOT_SUFFIXES)):
+        if target is not None:
+            check_output_file(flag, target, suffixes)
+    with json_stdout(as_json) as emit:
+        frame = _read_patients(patient, data, mapping)
+        single = len(frame) == 1
+        plot = (plot or _default_plot_path(out, str(frame["id"].iloc[0]))) if single else None
+        if plot is not None:
+            check_output_file("--plot", plot, PLOT_SUFFIXES)
+        with input_errors(generic=True, prefix="--model"):
+            scorer, uri, notes = resolve.resolve_scorer(model)
+        result = scorer.result_for(frame, curve=single)
+        table = results.to_frame(result)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        source = f" (MLflow store {tracking_store()})" if uri.startswith(("models:/", "runs:/")) else ""
+        title = f"PFS scoring with {uri}{source} ({scorer.info()['model']}, risk groups: training tertiles)"
+        if not as_json:
+            _print_scores(table, title, written_to=out)
+        else:
+            console.print(title, highlight=False, soft_wrap=True)
+        _write(result, table, out, plot if single else None)
+    if as_json:
+        emit(results.to_records(result))
+
+
+def _write(result: Any, table: pd.DataFrame, out: Path | None, plot: Path | None) -> None:
+    """--out (records or table) and the curve PNG, each atomically."""
+    writers = {}
+    if out is not None:
+        records = json.dumps(results.to_records(result), indent=2)
+        writers[out] = (text_writer(records) if out.suffix.lower() == ".json"
+                        else lambda target: table.to_csv(target, index=False))
+    if plot is not None:
+        writers[plot] = figure_writer(_curve_figure(result), dpi=110)
+    written = write_outputs("--out" if out is not None else "--plot", writers)
     if written:
-        console.print(f"[green]wrote[/] {', '.join(written)}")
+        console.print(f"[green]wrote[/] {', '.join(map(str, written))}", soft_wrap=True)
 
 
-def _read_patients(patient: Path | None, data: Path | None) -> pd.DataFrame:
-    """The parsed patients of --patient (JSON) or --data (a table); bad input exits 2."""
+def _read_patients(patient: Path | None, data: Path | None, mapping: Path | None) -> pd.DataFrame:
+    """The parsed patients of --patient (JSON) or --data (a table), after --mapping; bad input exits 2."""
     # pydantic's patient model and the table readers load here, keeping `--help` fast
     from features import io
     from ml.serving import inputs
 
     source = patient or data
     try:
-        if patient is not None:
-            return inputs.parse_patients(json.loads(patient.read_text(encoding="utf-8")))
-        return inputs.parse_patients(io.read_table(data))
+        raw = json.loads(patient.read_text(encoding="utf-8")) if patient is not None else io.read_table(data)
+        if mapping is not None:
+            raw = io.apply_mapping(raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(
+                raw if isinstance(raw, list) else [raw]), io.load_mapping(mapping))
+        return inputs.parse_patients(raw)
+    except io.MappingError as exc:
+        fail(str(exc))
     except inputs.ScoringInputError as exc:
         fail(f"{source}: {exc}")
     except json.JSONDecodeError as exc:
@@ -87,33 +126,22 @@ def _print_scores(table: pd.DataFrame, title: str, written_to: Path | None) -> N
                       + ("; all of them in --out)" if written_to is not None else "; write all with --out)"))
 
 
-def _write_scores(result: Any, table: pd.DataFrame, out: Path) -> str:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(results.to_records(result), indent=2), encoding="utf-8")
-    else:
-        table.to_csv(out, index=False)
-    return str(out)
-
-
 def _default_plot_path(out: Path | None, patient_id: str) -> Path:
     return out.with_suffix(".png") if out is not None else Path("out/score") / f"{patient_id}_pfs.png"
 
 
-def _write_plot(result: Any, target: Path) -> str:
-    """Patient 0's predicted PFS curve as a PNG."""
+def _curve_figure(result: Any) -> Any:
+    """Patient 0's predicted PFS curve."""
     import matplotlib.pyplot as plt  # heavy: only when a curve is drawn
 
     median = float(result.median[0])
     title = f"{result.ids[0]}: {result.group[0]} risk, median PFS {results.median_text(median)}"
-    target.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     plot_survival_curve(ax, result.curve_times, result.curves[0], median=median, horizons=result.horizons,
                         horizon_survival=result.survival[0], title=title)
     fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    return str(target)
+    plt.close(fig)  # drawn into the file by the writer; no window
+    return fig
 
 
 @app.command("serve")
@@ -135,5 +163,6 @@ def serve_command(
         fail(str(exc))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"serving {uri} on http://{host}:{port}/ (API docs: /docs)")
+    source = f" from MLflow store {tracking_store()}" if uri.startswith(("models:/", "runs:/")) else ""
+    console.print(f"serving {uri}{source} on http://{host}:{port}/ (API docs: /docs)", soft_wrap=True)
     uvicorn.run(serve.create_app(uri, scorer=scorer, notes=notes), host=host, port=port, log_level="warning")

@@ -8,7 +8,19 @@ from typing import Any
 
 import typer
 
-from ml.cli.runner import app, console, fail, load_cohort
+from ml.cli.runner import (
+    MappingOpt,
+    app,
+    check_output_file,
+    check_tracking_store,
+    console,
+    fail,
+    input_errors,
+    load_cohort,
+    one_source,
+    progress_bar,
+    tracking_store,
+)
 from ml.reporting import display
 
 
@@ -16,10 +28,10 @@ from ml.reporting import display
 def tune_command(
     model: str = typer.Option(..., "--model", help="Model family with a search space in "
                               "experiments/search_spaces/ (rsf, gbsa, xgb_cox, xgb_aft, coxnet)."),
-    dataset: str = typer.Option("twin", "--dataset", help="twin, veterans, gbsg2, whas500, aids, flchain "
-                                "(ignored with --data)."),
+    dataset: str = typer.Option(None, "--dataset", help="twin, veterans, gbsg2, whas500, aids, flchain "
+                                "[default: twin]."),
     data: Path = typer.Option(None, "--data", help="A cohort table (.csv/.parquet) instead of a data set."),
-    mapping: Path = typer.Option(None, "--mapping", help="Column-mapping YAML for --data."),
+    mapping: MappingOpt = None,
     endpoint: str = typer.Option("pfs", "--endpoint", help="pfs or os (twin and cohort tables)."),
     n: int = typer.Option(None, "--n", min=20, help="Twin size [default 101, like the study]."),
     trials: int = typer.Option(20, "--trials", min=0, help="Trials this command adds to each study "
@@ -46,16 +58,23 @@ def tune_command(
     from ml.workflows import tuning
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    one_source(dataset, data)
+    if storage is not None and "://" not in storage:  # a journal file: written by every trial
+        check_output_file("--storage", Path(storage))
+    elif storage is None:
+        check_output_file("--storage (default)", tuning.DEFAULT_STORAGE)
+    check_tracking_store()
+    with input_errors(tuning.TuneError, datasets.DatasetError, generic=False):
         config = tuning.TuneConfig(model=model, objective=objective, n_trials=trials, timeout=timeout,
                                    outer_folds=outer, inner_folds=inner, workers=workers, seed=seed,
                                    storage=storage, study=study, space_path=space and str(space))
-        surv, label = _survival_data(dataset, data, mapping, endpoint, n)
+        surv, label = _survival_data(dataset or "twin", data, mapping, endpoint, n)
+    with input_errors(tuning.TuneError, datasets.DatasetError, generic=False), \
+            progress_bar("trials", trials * (outer + 1)) as update:
         result, reg = tuning.run_and_log(surv, config,
                                          registered_name=tuning.registered_model_name(label, model),
-                                         log_model=survival_model_logger(model, seed))
-    except (tuning.TuneError, datasets.DatasetError) as exc:
-        fail(str(exc))
+                                         log_model=survival_model_logger(model, seed),
+                                         progress=lambda done, total: update(done, total=total))
     display.print_frame(console, tuning.summary_table(result.summary, objective), digits=3,
                         title=f"{model} on {surv.name}: outer {outer}-fold estimates, tuned vs default "
                         f"({trials} trials x {inner} inner folds per study)")
@@ -63,8 +82,8 @@ def tune_command(
     moved = "moved to this version" if reg.promoted else (
         f"stays on version {reg.previous_champion['version']}" if reg.previous_champion else "unset")
     console.print(f"registered [bold]{reg.name}[/] version {reg.version}; alias champion {moved}. "
-                  f"Study '{result.study}', MLflow run {reg.run_id} (experiment 'tune'), "
-                  f"{result.seconds:.0f} s")
+                  f"Study '{result.study}', MLflow run {reg.run_id} (experiment 'tune') in "
+                  f"{tracking_store()}, {result.seconds:.0f} s", highlight=False, soft_wrap=True)
 
 
 def _survival_data(dataset: str, data: Path | None, mapping: Path | None, endpoint: str,
@@ -72,12 +91,17 @@ def _survival_data(dataset: str, data: Path | None, mapping: Path | None, endpoi
     """The SurvivalData to tune on and its label (the endpoint, or the data set's name)."""
     from features import datasets, schema  # heavy (pandera): see tune_command
 
+    if endpoint not in schema.ENDPOINTS:
+        fail(f"--endpoint: unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
+    if mapping is not None and data is None:
+        fail("--mapping applies only to a table given with --data, and there is none")
     if data is None and dataset == "twin":
         return datasets.twin(n=n, endpoint=endpoint), endpoint
     if data is None:
-        return datasets.public(dataset), dataset
-    if endpoint not in schema.ENDPOINTS:
-        fail(f"unknown endpoint '{endpoint}'; choose from {', '.join(schema.ENDPOINTS)}")
+        try:
+            return datasets.public(dataset), dataset
+        except datasets.DatasetError as exc:
+            fail(f"--dataset: {exc}")
     return datasets.from_cohort(load_cohort(data, mapping), endpoint, data.stem, str(data)), endpoint
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
+from rich.segment import Segments
 from rich.table import Table
+
+_WHOLE_CELL = re.compile(r"[-+<>=]?\s*\d[\d\s.,;:eE+\-<>=%()\[\]]*")
+"""A number, or numbers with their interval ('0.691 [0.542, 0.840]', '1.20 (0.90-1.60)'): printed whole."""
+_UNLIMITED = 10_000
 
 
 def _fmt(value: object, digits: int = 2) -> str:
@@ -21,16 +29,50 @@ def _nr(value: float) -> str:
     return "NR" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def redact_url(url: str) -> str:
+    """A store or database URL with its password hidden, for printing: scheme://user:***@host/..."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
+def _min_width(header: str, cells: Sequence[str]) -> int:
+    """The narrowest a column may get: numbers (and their intervals) stay on one line, words stay whole."""
+    longest_word = max((len(word) for text in (header, *cells) for word in text.split()), default=1)
+    if cells and all(_WHOLE_CELL.fullmatch(c) or c in ("-", "") for c in cells):
+        return max(longest_word, *map(len, cells))
+    return longest_word
+
+
+def print_wide(console: Console, renderable: RenderableType) -> None:
+    """Print at the console's width, or wider when the renderable cannot fit without breaking a word
+    (rich would fold `intermediate` into `inte`/`rmed`/`iate`): a pipe or a file has no width."""
+    needed = Measurement.get(console, console.options.update_width(_UNLIMITED), renderable).minimum
+    if needed <= console.width:
+        console.print(renderable)
+        return
+    lines = console.render_lines(renderable, console.options.update_width(needed), new_lines=True)
+    console.print(Segments([segment for line in lines for segment in line]), crop=False, soft_wrap=True)
+
+
 def print_frame(console: Console, df: pd.DataFrame, title: str | None = None,
                 digits: int = 2) -> None:
-    """Print any DataFrame as a rich table."""
-    table = Table(title=title, title_justify="left")
-    for col in df.columns:
+    """Print any DataFrame as a rich table; numbers are never split across lines, words never broken."""
+    # the title wraps at the table's width: the table is at least as wide as its longest word (a path)
+    longest_title_word = max(map(len, (title or "").split()), default=0)
+    table = Table(title=title, title_justify="left", min_width=longest_title_word)
+    cells = [[_fmt(v, digits) for v in row] for row in df.itertuples(index=False)]
+    for i, col in enumerate(df.columns):
         numeric = pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
-    for row in df.itertuples(index=False):
-        table.add_row(*(_fmt(v, digits) for v in row))
-    console.print(table)
+        table.add_column(str(col), justify="right" if numeric else "left",
+                         min_width=_min_width(str(col), [row[i] for row in cells]))
+    for row in cells:
+        table.add_row(*row)
+    print_wide(console, table)
 
 
 def print_table_one(console: Console, table_one: pd.DataFrame, title: str) -> None:

@@ -8,6 +8,7 @@ formula and the sandwich SE (weights treated as known) leave out.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,18 +32,20 @@ def _replicate(outcomes: dict, idx: np.ndarray, t: np.ndarray, w: np.ndarray) ->
     return row
 
 
-def bootstrap_iptw(df: pd.DataFrame, iptw: IPTW, replicates: int, seed: int) -> pd.DataFrame:
+def bootstrap_iptw(df: pd.DataFrame, iptw: IPTW, replicates: int, seed: int,
+                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per analysable resample: `{endpoint}_median_{group}` and `{endpoint}_log_hr`.
 
     `attrs["failed"]` counts the resamples whose propensity or Cox fit failed (left out,
-    with a warning). The same seed gives the same replicates.
+    with a warning). The same seed gives the same replicates. `progress(done, replicates)`
+    is called after each resample (for a progress bar).
     """
     design = propensity_design(iptw, df)
     outcomes = {ep: (df[t].to_numpy(float), df[e].to_numpy().astype(bool))
                 for ep, (t, e) in schema.ENDPOINTS.items()}
     rng = np.random.default_rng(seed)
     rows, failed = [], 0
-    for _ in range(replicates):
+    for done in range(1, replicates + 1):
         idx = stratified_resample(iptw.treated, rng)
         t = iptw.treated[idx]
         try:
@@ -52,6 +55,8 @@ def bootstrap_iptw(df: pd.DataFrame, iptw: IPTW, replicates: int, seed: int) -> 
                 rows.append(_replicate(outcomes, idx, t, w))
         except (CausalInputError, np.linalg.LinAlgError, ValueError):
             failed += 1
+        if progress is not None:
+            progress(done, replicates)
     if replicates and not rows:
         raise CausalInputError(f"none of the {replicates} bootstrap resamples could be analysed (every "
                                "propensity or Cox fit failed): too few events or patients per group")

@@ -44,9 +44,16 @@ def tracking_uri() -> str:
 
 def mlflow_module() -> Any:
     """The mlflow module, pointed at the project store (no work at import time)."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # MLflow's own lines: WARNING and up, or the level in MLFLOW_LOGGING_LEVEL (the CLI sets ERROR,
+    # INFO with --verbose); above WARNING, also its notices printed outside logging ("Created version")
+    level = logging.getLevelName(os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING").upper())
+    level = level if isinstance(level, int) else logging.WARNING
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    logging.getLogger("mlflow").setLevel(level)
     import mlflow  # heavy (about a second): imported when something is tracked, not at CLI start-up
+    from mlflow.utils import logging_utils
+
+    (logging_utils.enable_logging if level <= logging.WARNING else logging_utils.disable_logging)()
 
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):

@@ -23,6 +23,7 @@ The statistics live in `ml.stats`; no I/O and no MLflow here: the CLI writes fil
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -79,18 +80,20 @@ METHODS = {
 }
 
 
-def run_analysis(df: pd.DataFrame, config: AnalysisConfig | None = None) -> AnalysisResult:
+def run_analysis(df: pd.DataFrame, config: AnalysisConfig | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> AnalysisResult:
     """Run the whole study analysis on a validated cohort frame.
 
     Raises `ml.stats.errors.CausalInputError` for input the analysis cannot use (one
     treatment group, an endpoint without events, unusable confounders). Warnings
     raised on the way (extreme weights, separation, non-convergence) are collected
-    in `result.warnings` so that the caller can show them.
+    in `result.warnings` so that the caller can show them. `progress(done, total)` follows
+    the bootstrap resamples.
     """
     config = config or AnalysisConfig()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _run(df, config)
+        result = _run(df, config, progress)
     seen = dict.fromkeys(str(w.message) for w in caught if _worth_showing(w))
     result.warnings = list(seen)
     return result
@@ -101,13 +104,14 @@ def _worth_showing(w: warnings.WarningMessage) -> bool:
     return not issubclass(w.category, DeprecationWarning | FutureWarning | PendingDeprecationWarning)
 
 
-def _run(df: pd.DataFrame, config: AnalysisConfig) -> AnalysisResult:
+def _run(df: pd.DataFrame, config: AnalysisConfig,
+         progress: Callable[[int, int], None] | None) -> AnalysisResult:
     sizes = group_sizes(df)
     _require_events(df)
     iptw = estimate_iptw(df, config.confounders, config.estimand, config.stabilized, config.truncation)
     covariates = list(schema.COVARIATES)
     smd = _smd_frame(df, covariates, iptw)
-    boot = bootstrap_iptw(df, iptw, config.bootstrap, config.seed) if config.bootstrap else None
+    boot = bootstrap_iptw(df, iptw, config.bootstrap, config.seed, progress) if config.bootstrap else None
     medians = _medians(df, iptw, boot, config.alpha)
     logrank_tests = _logrank(df, iptw)
     iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha)

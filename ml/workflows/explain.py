@@ -21,7 +21,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from features import datasets, twin
-from features.io import read_table
+from features.io import apply_mapping, load_mapping, read_table
 from features.pipeline import FeatureSpec
 from ml import explain as ex
 from ml import models
@@ -194,6 +194,7 @@ class ExplainConfig:
 
     dataset: str = "twin"
     data: Path | None = None
+    mapping: Path | None = None
     time: str | None = None
     event: str | None = None
     treatment: str | None = None
@@ -232,7 +233,12 @@ class ExplainResult:
 
 
 def _table(cfg: ExplainConfig) -> datasets.SurvivalData:
-    return datasets.from_table(read_table(cfg.data), cfg.time, cfg.event, treatment=cfg.treatment,
+    try:
+        table = read_table(cfg.data)
+    except (OSError, ValueError) as exc:  # e.g. a binary file named .csv: the message names the file
+        raise ExplainError(str(exc) if str(cfg.data) in str(exc) else f"{cfg.data}: {exc}") from None
+    table = apply_mapping(table, load_mapping(cfg.mapping)) if cfg.mapping is not None else table
+    return datasets.from_table(table, cfg.time, cfg.event, treatment=cfg.treatment,
                                treated=cfg.treated, drop=cfg.drop, name=cfg.data.stem, source=str(cfg.data))
 
 
@@ -249,7 +255,8 @@ def _model_names(requested: Sequence[str], data: datasets.SurvivalData) -> list[
     """The requested models, or every model of the zoo that applies to `data`."""
     unknown = [m for m in requested if m not in models.REGISTRY]
     if unknown:
-        raise ExplainError(f"unknown model '{unknown[0]}'; choose from {', '.join(models.MODEL_NAMES)}")
+        raise ExplainError(f"--models: unknown model '{unknown[0]}'; "
+                           f"choose from {', '.join(models.MODEL_NAMES)}")
     if requested:
         return list(requested)
     has_treatment = data.treatment is not None
@@ -259,9 +266,10 @@ def _model_names(requested: Sequence[str], data: datasets.SurvivalData) -> list[
 def prepare(cfg: ExplainConfig) -> Prepared:
     """Load the data set and pick the models; every input problem is one ExplainError."""
     if cfg.data is None and cfg.dataset not in datasets.DATASETS:
-        raise ExplainError(f"unknown data set '{cfg.dataset}'; choose from {', '.join(datasets.DATASETS)}")
+        raise ExplainError(f"--dataset: unknown data set '{cfg.dataset}'; "
+                           f"choose from {', '.join(datasets.DATASETS)}")
     if cfg.data is not None and (cfg.time is None or cfg.event is None):
-        raise ExplainError("a data file needs its time and event columns (--time, --event)")
+        raise ExplainError("--data needs --time and --event (its time and event columns)")
     try:
         data, cohort = _load(cfg)
     except (OSError, ValueError, yaml.YAMLError) as exc:  # bad config or table: one clean message
@@ -272,30 +280,37 @@ def prepare(cfg: ExplainConfig) -> Prepared:
     return Prepared(data=data, names=names, cohort=cohort)
 
 
-def _recovery(prepared: Prepared, cfg: ExplainConfig,
-              progress: Callable[[str], None] | None) -> pd.DataFrame | None:
+Progress = Callable[[str, int, int], None]
+"""progress(what is running, model fits done, model fits in all)."""
+
+
+def _recovery(prepared: Prepared, cfg: ExplainConfig, progress: Progress | None) -> pd.DataFrame | None:
     """On the twin with `cfg.seeds` > 0: the recovery table over that many fresh draws."""
     if prepared.cohort is None or not cfg.seeds:
         return None
-    _progress(progress, f"signal check on {cfg.seeds} fresh twin draws")
-    first = (prepared.cohort.default_seed if cfg.seed is None else cfg.seed) + 1
-    _, table = recovery_over_seeds(prepared.names, range(first, first + cfg.seeds), n=cfg.n,
-                                   config=prepared.cohort, random_state=cfg.seed)
+    first, k = (prepared.cohort.default_seed if cfg.seed is None else cfg.seed) + 1, len(prepared.names)
+    _progress(progress, "signal check on fresh twin draws", k, k * (1 + cfg.seeds))
+    _, table = recovery_over_seeds(
+        prepared.names, range(first, first + cfg.seeds), n=cfg.n, config=prepared.cohort,
+        random_state=cfg.seed, on_draw=lambda seed: _progress(
+            progress, "signal check on fresh twin draws", k * (seed - first + 2), k * (1 + cfg.seeds)))
     return table
 
 
-def _progress(step: Callable[[str], None] | None, message: str) -> None:
+def _progress(step: Progress | None, message: str, done: int, total: int) -> None:
     if step is not None:
-        step(message)
+        step(message, done, total)
 
 
-def run_explain(prepared: Prepared, cfg: ExplainConfig,
-                progress: Callable[[str], None] | None = None) -> ExplainResult:
+def run_explain(prepared: Prepared, cfg: ExplainConfig, progress: Progress | None = None) -> ExplainResult:
     """Fit and explain every model; on the twin, the signal check (and the recovery over
     `cfg.seeds` fresh draws); the shap_summary.json document."""
-    data, horizon = prepared.data, cfg.horizon or None
-    _progress(progress, f"fitting and explaining {', '.join(prepared.names)} on {data.name}")
-    explained = fit_and_explain(data, prepared.names, horizon=horizon, random_state=cfg.seed)
+    data, horizon, names = prepared.data, cfg.horizon or None, prepared.names
+    total = len(names) * (1 + (cfg.seeds if prepared.cohort is not None else 0))
+    explained: list[ModelExplanation] = []
+    for i, name in enumerate(names):  # one at a time, for the progress bar
+        _progress(progress, f"{name} on {data.name}", i, total)
+        explained += fit_and_explain(data, [name], horizon=horizon, random_state=cfg.seed)
     truth = twin.true_log_hazard_ratios(prepared.cohort) if prepared.cohort is not None else None
     checks = None if truth is None else check_signals(explained, truth, noise=twin.NOISE_FEATURES)
     recovery = _recovery(prepared, cfg, progress)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from ml.evaluation.folds import Fold
 from ml.evaluation.loop import Scoring, fit_and_score
 from ml.evaluation.parallel import map_folds
 from ml.workflows.tuning.config import OBJECTIVES, TuneConfig
+from ml.workflows.tuning.progress import watch_trials
 from ml.workflows.tuning.space import SearchSpace, check_space, load_search_space, make_model, with_params
 from ml.workflows.tuning.storage import (
     best_params,
@@ -97,7 +99,7 @@ class _OuterFold:
 
 
 def _search(X: pd.DataFrame, y: np.ndarray, data: Any, config: TuneConfig, space: SearchSpace,
-            tasks: tuple[StudyTask, ...]) -> str:
+            tasks: tuple[StudyTask, ...], progress: Callable[[int, int], None] | None = None) -> str:
     """Add this run's trials to the studies (split over the workers); returns the invocation id."""
     invocation = uuid.uuid4().hex
     deadline = None if config.timeout is None else time.time() + config.timeout
@@ -105,15 +107,18 @@ def _search(X: pd.DataFrame, y: np.ndarray, data: Any, config: TuneConfig, space
                       invocation, deadline)
             for w, q in enumerate(quotas(config.n_trials, config.workers)) if q > 0 or w == 0]
     if config.n_trials > 0:
-        run_workers(jobs)
+        with watch_trials(config.storage, [t.name for t in tasks], config.n_trials * len(tasks), progress):
+            run_workers(jobs)
     return invocation
 
 
-def tune(data: Any, config: TuneConfig, *, label: str | None = None) -> TuneResult:
+def tune(data: Any, config: TuneConfig, *, label: str | None = None,
+         progress: Callable[[int, int], None] | None = None) -> TuneResult:
     """Nested CV tuning of one model family on a `features.datasets.SurvivalData`.
 
     Returns the outer-fold scores of the tuned and the default configuration and the
-    best configuration refitted on all rows. `label` prefixes the default study name.
+    best configuration refitted on all rows. `label` prefixes the default study name;
+    `progress(trials done, trials in all)` follows the search.
     """
     t0 = time.time()
     X, y = data.X.reset_index(drop=True), data.y
@@ -127,7 +132,7 @@ def tune(data: Any, config: TuneConfig, *, label: str | None = None) -> TuneResu
     row_sets = [f.train for f in outer] + [np.arange(len(y))]
     tasks = tuple(StudyTask(name, rows, i)
                   for i, (name, rows) in enumerate(zip(names, row_sets, strict=True)))
-    invocation = _search(X, y, data, config, space, tasks)
+    invocation = _search(X, y, data, config, space, tasks, progress)
 
     best = [best_params(storage, name) for name in names]
     scored = map_folds(_OuterFold(X, y, base, dict(space.fixed), best, Scoring.of(data)), outer)

@@ -68,15 +68,16 @@ def _version_tags(result: TuneResult, data: Any) -> dict[str, Any]:
 
 def run_and_log(data: Any, config: TuneConfig, *, registered_name: str,
                 log_model: ModelLogger = log_sklearn_model, label: str | None = None,
-                experiment: str = "tune") -> tuple[TuneResult, Registration]:
+                experiment: str = "tune",
+                progress: Callable[[int, int], None] | None = None) -> tuple[TuneResult, Registration]:
     """Tune inside one MLflow parent run; log every trial of this invocation as a nested run,
     log the refitted model with `log_model`, register it and move alias `champion` if it
-    beats the old one."""
+    beats the old one. `progress(trials done, trials in all)` follows the search."""
     prepare(config, data.spec)  # bad input fails before any run is opened
     tags = {"model": config.model, "objective": config.objective, "data": data.name}
     with tracking.run(experiment, f"tune {config.model} {data.name}", seed=config.seed, tags=tags) as active:
         _log_inputs(data, config)
-        result = tune(data, config, label=label)
+        result = tune(data, config, label=label, progress=progress)
         _log_result(result)
         uri = log_model(result.final_model, data)
         version = tracking.register_model(uri, registered_name, _version_tags(result, data))

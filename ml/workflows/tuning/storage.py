@@ -25,6 +25,7 @@ import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from ml.reporting.display import redact_url as redact  # the one rule for hiding a password in a URL
 from ml.workflows.tuning.config import TuneConfig, TuneError
 from ml.workflows.tuning.space import SearchSpace
 
@@ -42,16 +43,6 @@ def _password(url: str) -> str | None:
         return None
     creds = url.split("://", 1)[1].rsplit("@", 1)[0]
     return creds.split(":", 1)[1] if ":" in creds else None
-
-
-def redact(url: str) -> str:
-    """Hide a password in an RDB URL before printing it."""
-    password = _password(url)
-    if password is None:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def with_driver(url: str) -> str:
