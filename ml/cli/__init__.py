@@ -7,12 +7,20 @@ Thin: parse arguments, call a workflow, print and write what it returns. Every c
 from __future__ import annotations
 
 import sys
+import warnings
 
 from ml.cli import analyze, benchmark, cohort, explain, score, tune  # noqa: F401  (registers commands)
-from ml.cli.runner import app
+from ml.cli.runner import app, err_console
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is a note to the user (e.g. a table read as Latin-1): one line on stderr,
+    without the source line Python would print under it."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
+    warnings.showwarning = _warning_line
     try:
         app()
     except KeyboardInterrupt:

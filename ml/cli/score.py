@@ -98,10 +98,13 @@ def _read_patients(patient: Path | None, data: Path | None, mapping: Path | None
 
     source = patient or data
     try:
-        raw = json.loads(patient.read_text(encoding="utf-8")) if patient is not None else io.read_table(data)
-        if mapping is not None:
-            raw = io.apply_mapping(raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(
-                raw if isinstance(raw, list) else [raw]), io.load_mapping(mapping))
+        if patient is None:  # a table: read with the mapping's delimiter, encoding, names and labels
+            raw = io.read_mapped(data, mapping) if mapping is not None else io.read_table(data)
+        else:
+            raw = json.loads(patient.read_text(encoding="utf-8"))
+            if mapping is not None:
+                raw = io.apply_mapping(pd.DataFrame(raw if isinstance(raw, list) else [raw]),
+                                       io.load_mapping(mapping), source=str(patient))
         return inputs.parse_patients(raw)
     except io.MappingError as exc:
         fail(str(exc))

@@ -21,7 +21,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from features import datasets, twin
-from features.io import apply_mapping, load_mapping, read_table
+from features.io import read_mapped
 from features.pipeline import FeatureSpec
 from ml import explain as ex
 from ml import models
@@ -233,11 +233,10 @@ class ExplainResult:
 
 
 def _table(cfg: ExplainConfig) -> datasets.SurvivalData:
-    try:
-        table = read_table(cfg.data)
+    try:  # the mapping (if any) gives delimiter, encoding, names, labels, dates and time unit
+        table = read_mapped(cfg.data, cfg.mapping)
     except (OSError, ValueError) as exc:  # e.g. a binary file named .csv: the message names the file
         raise ExplainError(str(exc) if str(cfg.data) in str(exc) else f"{cfg.data}: {exc}") from None
-    table = apply_mapping(table, load_mapping(cfg.mapping)) if cfg.mapping is not None else table
     return datasets.from_table(table, cfg.time, cfg.event, treatment=cfg.treatment,
                                treated=cfg.treated, drop=cfg.drop, name=cfg.data.stem, source=str(cfg.data))
 

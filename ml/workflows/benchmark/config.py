@@ -20,7 +20,7 @@ from pydantic import (
 from experiments import default_path
 from features import datasets
 from features.contract import ENDPOINTS
-from features.io import apply_mapping, load_mapping, read_table
+from features.io import read_mapped
 from ml import models
 
 DEFAULT_CONFIG = default_path("benchmark.yaml")
@@ -202,15 +202,13 @@ def load_config(path: str | Path | None = None, *, flags: Mapping[str, str] | No
 
 
 def _user_table(config: BenchmarkConfig) -> Any:
-    """The --data table as read, after its column mapping (if any)."""
+    """The --data table as read, after its column mapping (if any: delimiter, encoding, names,
+    labels, dates, time unit; the unit rule applies to the contract's time columns)."""
     try:
-        table = read_table(config.data)
+        return read_mapped(config.data, config.mapping)
     except (OSError, ValueError) as exc:
         message, path = str(exc), str(config.data)  # e.g. a binary file named .csv: name the file
         raise BenchmarkError(message if path in message else f"{path}: {message}") from None
-    if config.mapping is not None:
-        table = apply_mapping(table, load_mapping(config.mapping))
-    return table
 
 
 def prepare_data(config: BenchmarkConfig) -> datasets.SurvivalData:
