@@ -20,6 +20,7 @@ The sksurv trees reach shap's C TreeSHAP through `ml.explain.trees`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from ml.explain.explanation import (
     check_output,
 )
 from ml.explain.trees import BOOSTING, TREE_MODELS, is_model, time_index, tree_ensemble_dict, tree_prediction
+from ml.processes import exit_with_parent
 
 XGBOOST_MODELS = ("Booster", "XGBRegressor", "XGBModel")
 
@@ -79,8 +81,9 @@ def _shap_chunk(explainer: Any, X: np.ndarray) -> np.ndarray:
 def _tree_shap_values(explainer: Any, X: np.ndarray, n_jobs: int) -> np.ndarray:
     if n_jobs <= 1 or len(X) < 2 * n_jobs:
         return _shap_chunk(explainer, X)
-    parts = Parallel(n_jobs=n_jobs)(delayed(_shap_chunk)(explainer, chunk)
-                                    for chunk in np.array_split(X, n_jobs))
+    # workers end with this process (a killed `explain` leaves no orphans)
+    parts = Parallel(n_jobs=n_jobs, initializer=exit_with_parent, initargs=(os.getpid(),))(
+        delayed(_shap_chunk)(explainer, chunk) for chunk in np.array_split(X, n_jobs))
     return np.vstack(parts)
 
 
