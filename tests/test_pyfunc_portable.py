@@ -6,7 +6,8 @@ the model's `requirements.txt` (with uv when it is beside the running interprete
 else pip), and loads the model there from another folder with PYTHONPATH cleared: the
 project's code must come from the model's own `code/` folder and every distribution it needs
 must be pinned. The venv's Python is the one that saved the model (what its python_env.yaml
-names). It runs only when selected: `pytest -m install` (`make test-install`).
+names; under another INSTALL_PYTHON the install tests skip). They run only when selected:
+`pytest -m install` (`make test-install`).
 
 The slow test serves the model with `mlflow models serve` from the project's venv.
 """
@@ -82,7 +83,7 @@ def patients(twin_data) -> pd.DataFrame:
     """A few training rows and one patient with unknown values (imputed)."""
     unknown = {**EXAMPLE_PATIENT, "id": "unknowns", "pdl1": None, "pfs1_months": None}
     rows = twin_data.X.head(6).assign(id=[f"p{i}" for i in range(6)])
-    return pd.concat([rows, pd.DataFrame([unknown])], ignore_index=True)
+    return pd.DataFrame([*rows.to_dict(orient="records"), unknown])
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,9 @@ def fresh_venv(request, tmp_path_factory, model) -> Path:
     """A venv outside the checkout holding only the model's requirements."""
     if not _selected(request.config):
         pytest.skip("builds a fresh venv: run with `-m install` (make test-install)")
+    other = os.environ.get("INSTALL_PYTHON")
+    if other and _version(other) != _version(sys.executable):
+        pytest.skip("the model's python_env names the Python that saved it; INSTALL_PYTHON is another one")
     work = tmp_path_factory.mktemp("fresh")
     target, requirements = work / "venv", model[0] / "requirements.txt"
     uv = _uv()
@@ -112,6 +116,11 @@ def fresh_venv(request, tmp_path_factory, model) -> Path:
         _run([target / "bin" / "python", "-m", "pip", "install", "--quiet", "-r", requirements],
              cwd=work, timeout=INSTALL_TIMEOUT)
     return target
+
+
+def _version(python: str) -> str:
+    return subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def _pinned(requirements: Path) -> set[str]:

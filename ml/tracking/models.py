@@ -62,11 +62,6 @@ class PyfuncContract:
     imports: tuple[str, ...] = ()
 
 
-def _pins(packages: tuple[str, ...]) -> list[str]:
-    """Requirements pinned from the installed versions (no inference)."""
-    return [f"{pkg}=={md.version(pkg)}" for pkg in packages]
-
-
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -114,10 +109,10 @@ def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
     while todo:
         name, extras = todo.pop()
         key = _canonical(name)
-        known = seen.get(key, (name, None))[1]
-        if known is not None and extras <= known:
-            continue
-        extras = extras | (known or frozenset())
+        if key in seen:  # visit again only to follow extras not seen yet
+            if extras <= seen[key][1]:
+                continue
+            extras = extras | seen[key][1]
         seen[key] = (md.metadata(name)["Name"], extras)
         todo.extend(_dependencies(name, extras))
     return sorted((f"{real}=={md.version(real)}" for real, _ in seen.values()), key=str.lower)
@@ -135,13 +130,17 @@ def code_paths(packages: tuple[str, ...]) -> list[str]:
     return paths
 
 
-def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | None = None) -> str:
-    """Log a fitted estimator to the active run (sklearn flavour, cloudpickle); returns its URI."""
+def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | None = None,
+              *, code: tuple[str, ...] = ()) -> str:
+    """Log a fitted estimator to the active run (sklearn flavour, cloudpickle); returns its URI.
+
+    `code`: top-level packages whose classes the estimator's pickle names, logged with it."""
     mlflow_module()  # configures the store
     from mlflow import sklearn as sklearn_flavour  # with mlflow itself (see mlflow_module)
 
-    info = sklearn_flavour.log_model(model, name=name, pip_requirements=_pins(MODEL_REQUIREMENTS),
-                                     input_example=input_example, serialization_format="cloudpickle")
+    info = sklearn_flavour.log_model(model, name=name, pip_requirements=pinned_requirements(MODEL_REQUIREMENTS),
+                                     input_example=input_example, serialization_format="cloudpickle",
+                                     code_paths=code_paths(code) or None)
     return info.model_uri
 
 
