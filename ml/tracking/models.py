@@ -138,7 +138,8 @@ def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | Non
     mlflow_module()  # configures the store
     from mlflow import sklearn as sklearn_flavour  # with mlflow itself (see mlflow_module)
 
-    info = sklearn_flavour.log_model(model, name=name, pip_requirements=pinned_requirements(MODEL_REQUIREMENTS),
+    requirements = pinned_requirements(MODEL_REQUIREMENTS)
+    info = sklearn_flavour.log_model(model, name=name, pip_requirements=requirements,
                                      input_example=input_example, serialization_format="cloudpickle",
                                      code_paths=code_paths(code) or None)
     return info.model_uri
