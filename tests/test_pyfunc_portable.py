@@ -14,6 +14,7 @@ The slow test serves the model with `mlflow models serve` from the project's ven
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import pickle
 import shutil
@@ -223,3 +224,17 @@ def test_requirements_pin_the_dependency_closure_of_what_the_model_imports():
     with pytest.raises(ValueError, match="not a regular package"):
         logged_models.code_paths(("json.decoder",))
     assert logged_models.code_paths(("features",)) == [str(ROOT / "features")]
+
+
+def test_a_logged_estimator_carries_the_packages_it_names_and_pinned_requirements(mlflow_store, tmp_path):
+    from sklearn.dummy import DummyRegressor
+
+    with tracking.run("tune", "models"):
+        uri = tracking.log_model(DummyRegressor().fit([[0.0], [1.0]], [0.0, 1.0]), code=("features",))
+    local = Path(tracking.mlflow_module().artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["flavors"]["python_function"]["code"] == "code"
+    assert (local / "code" / "features" / "contract.py").exists()
+    pins = _pinned(local / "requirements.txt")
+    installed = {f"{name}=={importlib.metadata.version(name)}" for name in ("scikit-learn", "numpy", "scipy")}
+    assert installed <= pins and all("==" in p for p in pins)
