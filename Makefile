@@ -41,7 +41,7 @@ test-all: $(STAMP)
 
 # INSTALL_PYTHON=/path/to/python3.13 runs it with another interpreter in the fresh venv
 test-install: $(STAMP)
-	$(BIN)/python -m pytest -m install -q tests/test_install.py
+	$(BIN)/python -m pytest -m install -q tests/test_install.py tests/test_pyfunc_portable.py
 
 # both linters report even when the first one fails
 lint: $(STAMP)

@@ -54,6 +54,13 @@ CURVE_STEP = 0.25          # months between points of a curve sent to the page
 CURVE_MAX = 36.0           # months shown on the page's curve (or the last training time)
 CHUNK = 20_000             # rows per block when building curves (bounds memory on big batches)
 PROBE_ROWS = 50            # training rows on which the fast replays must match the originals
+# The survival pyfunc ships these packages' source (its pickles name their classes), and
+# pins the distributions of the third-party modules they import when a scorer is unpickled
+# and scores (listed from sys.modules after doing so in a clean interpreter; a test loads
+# the model in a fresh venv that has only the pinned requirements).
+PYFUNC_CODE = ("ml", "features")
+PYFUNC_IMPORTS = ("numpy", "pandas", "scipy", "sklearn", "sksurv", "xgboost", "shap", "pandera",
+                  "pydantic", "cloudpickle", "joblib")
 
 
 class SurvivalScorer:
@@ -223,7 +230,7 @@ class SurvivalScorer:
         against the cohort contract (range, type) and answers 400 naming the field."""
         inputs = {ID: "string", **{c: ANY_TYPE if BY_NAME[c].numeric else "string" for c in SCORE_FEATURES}}
         return PyfuncContract(inputs=inputs, outputs=output_columns(self.horizons), optional=(ID,),
-                              example=(EXAMPLE_PATIENT,))
+                              example=(EXAMPLE_PATIENT,), code=PYFUNC_CODE, imports=PYFUNC_IMPORTS)
 
 
 def _imputed(X: pd.DataFrame) -> list[list[str]]:

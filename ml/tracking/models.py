@@ -4,13 +4,21 @@ the survival pyfunc, load any pyfunc.
 The survival pyfunc wraps a scorer: any object with `warm()`, `score(frame) -> DataFrame`,
 `info() -> dict` and `pyfunc_contract() -> PyfuncContract` (e.g.
 `ml.serving.scorer.SurvivalScorer`). What the model takes and gives (its MLflow signature
-and input example) comes from that contract, plain data handed in by the caller: this
-module knows no domain code.
+and input example) and what it needs to load (the packages of the caller's code shipped
+with it, the modules it imports) come from that contract, plain data handed in by the
+caller: this module knows no domain code.
+
+A survival pyfunc is portable: its pickles reference the caller's packages, which are
+logged with it (`code_paths`, prepended to `sys.path` on load), and its `requirements.txt`
+pins every distribution its imports need, with their whole dependency closure, at the
+versions installed here. A fresh virtual environment with only those requirements loads it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -26,37 +34,114 @@ from ml.tracking.runs import log_params, mlflow_module, run
 
 MODEL_REQUIREMENTS = ("scikit-survival", "scikit-learn", "xgboost", "numpy", "pandas", "scipy")
 SCORING_EXPERIMENT = "score"
+# distributions pinned (with their closure) for a survival pyfunc whose contract names no imports
 SURVIVAL_MODEL_REQUIREMENTS = (*MODEL_REQUIREMENTS, "shap", "pydantic", "cloudpickle")
 ANY_TYPE = "any"
+# one requirement of a distribution's metadata: name, [extras], version spec; marker
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?[^;]*(?:;(.*))?$")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
 
 @dataclass(frozen=True)
 class PyfuncContract:
-    """What a pyfunc model takes and gives, as plain data.
+    """What a pyfunc model takes and gives, and what it needs to load, as plain data.
 
     `inputs` / `outputs`: column -> MLflow type ("string", "double", ...; `ANY_TYPE` where
     the model checks the value itself); `optional`: input columns that may be absent;
-    `example`: input rows logged as the model's input example.
+    `example`: input rows logged as the model's input example; `code`: top-level packages
+    (import names) whose source is logged with the model, as its pickles reference them;
+    `imports`: top-level modules it imports when loaded and predicting (besides `code`),
+    whose distributions are pinned with their dependency closure.
     """
 
     inputs: Mapping[str, str]
     outputs: Mapping[str, str]
     optional: tuple[str, ...] = ()
     example: tuple[Mapping[str, Any], ...] = ()
+    code: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
 
 
-def _pins(packages: tuple[str, ...]) -> list[str]:
-    """Requirements pinned from the installed versions (no inference)."""
-    return [f"{pkg}=={md.version(pkg)}" for pkg in packages]
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | None = None) -> str:
-    """Log a fitted estimator to the active run (sklearn flavour, cloudpickle); returns its URI."""
+def _installed(name: str) -> bool:
+    try:
+        md.distribution(name)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+def _dependencies(name: str, extras: frozenset[str]) -> list[tuple[str, frozenset[str]]]:
+    """The installed distributions `name` (with `extras`) requires, each with the extras asked.
+
+    A dependency behind an environment marker counts when it is installed here (the marker
+    held when this environment was built); one behind `extra == ...` only for those extras."""
+    found = []
+    for spec in md.requires(name) or []:
+        match = _REQUIREMENT.match(spec)
+        if match is None:
+            continue
+        wanted = {_canonical(e) for e in _EXTRA_MARKER.findall(match[3] or "")}
+        if (wanted and not wanted & extras) or not _installed(match[1]):
+            continue
+        asked = frozenset(_canonical(e) for e in (match[2] or "").split(",") if e.strip())
+        found.append((match[1], asked))
+    return found
+
+
+def distributions_of(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """The installed distributions providing the top-level `modules` (import names)."""
+    owners = md.packages_distributions()
+    unknown = [m for m in modules if m not in owners]
+    if unknown:
+        raise ValueError(f"no installed distribution provides {', '.join(unknown)}")
+    return tuple(dict.fromkeys(dist for module in modules for dist in owners[module]))
+
+
+def pinned_requirements(distributions: tuple[str, ...]) -> list[str]:
+    """`name==version` for `distributions` and everything they require, transitively, at the
+    versions installed here (sorted by name)."""
+    todo = [(dist, frozenset[str]()) for dist in distributions]
+    seen: dict[str, tuple[str, frozenset[str]]] = {}
+    while todo:
+        name, extras = todo.pop()
+        key = _canonical(name)
+        if key in seen:  # visit again only to follow extras not seen yet
+            if extras <= seen[key][1]:
+                continue
+            extras = extras | seen[key][1]
+        seen[key] = (md.metadata(name)["Name"], extras)
+        todo.extend(_dependencies(name, extras))
+    return sorted((f"{real}=={md.version(real)}" for real, _ in seen.values()), key=str.lower)
+
+
+def code_paths(packages: tuple[str, ...]) -> list[str]:
+    """The source folders of the top-level `packages` (import names), to log with a model."""
+    paths = []
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        if len(locations) != 1:
+            raise ValueError(f"'{package}' is not a regular package with one source folder")
+        paths.append(locations[0])
+    return paths
+
+
+def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | None = None,
+              *, code: tuple[str, ...] = ()) -> str:
+    """Log a fitted estimator to the active run (sklearn flavour, cloudpickle); returns its URI.
+
+    `code`: top-level packages whose classes the estimator's pickle names, logged with it."""
     mlflow_module()  # configures the store
     from mlflow import sklearn as sklearn_flavour  # with mlflow itself (see mlflow_module)
 
-    info = sklearn_flavour.log_model(model, name=name, pip_requirements=_pins(MODEL_REQUIREMENTS),
-                                     input_example=input_example, serialization_format="cloudpickle")
+    requirements = pinned_requirements(MODEL_REQUIREMENTS)
+    info = sklearn_flavour.log_model(model, name=name, pip_requirements=requirements,
+                                     input_example=input_example, serialization_format="cloudpickle",
+                                     code_paths=code_paths(code) or None)
     return info.model_uri
 
 
@@ -87,9 +172,11 @@ def _survival_model_kwargs(scorer: Any, tmp: str, contract: PyfuncContract | Non
     path = Path(tmp) / "scorer.pkl"
     with path.open("wb") as fh:
         cloudpickle.dump(scorer, fh)
+    needed = distributions_of(contract.imports) if contract.imports else SURVIVAL_MODEL_REQUIREMENTS
     return {"python_model": SurvivalPyfunc(), "artifacts": {SCORER_ARTIFACT: str(path)},
             "signature": pyfunc_signature(contract), "input_example": input_example,
-            "pip_requirements": _pins(SURVIVAL_MODEL_REQUIREMENTS)}
+            "code_paths": code_paths(contract.code) or None,
+            "pip_requirements": pinned_requirements(("mlflow", *needed))}
 
 
 def log_survival_model(scorer: Any, name: str = "survival_model", input_example: pd.DataFrame | None = None,

@@ -6,6 +6,10 @@ artifact `scorer` (cloudpickle); `predict` takes a DataFrame of patients and ret
 scorer's table. A `ValueError` that carries a `problems` attribute (bad input rows, named)
 becomes MLflow's INVALID_PARAMETER_VALUE, i.e. HTTP 400 from `mlflow models serve`.
 
+This class and the scorer are pickled by reference to their modules: the model is logged
+with the source of the packages they live in (`code/`, which MLflow puts first on
+`sys.path` when loading), so it loads where only its `requirements.txt` is installed.
+
     mlflow models serve -m models:/rechallenge-pfs-cox@champion --env-manager local
     mlflow.pyfunc.load_model("models:/rechallenge-pfs-cox@champion").predict(df)
 """
