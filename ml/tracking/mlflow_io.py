@@ -39,6 +39,7 @@ from ml.tracking.registry import (
 from ml.tracking.runs import (
     ARTIFACT_DIR,
     DEFAULT_URI,
+    EXPERIMENT_DESCRIPTIONS,
     RUN_STATUS,
     TRACKED_PACKAGES,
     active_run_id,
@@ -64,7 +65,7 @@ _mlflow = mlflow_module  # the name tests/test_explain.py reaches for
 
 __all__ = [
     "ARTIFACT_DIR", "CALIBRATION_BAND", "CHAMPION_ALIAS", "Decision", "champion_rule", "command_line",
-    "DEFAULT_URI", "MODEL_REQUIREMENTS", "RUN_STATUS", "SCORING_EXPERIMENT",
+    "DEFAULT_URI", "EXPERIMENT_DESCRIPTIONS", "MODEL_REQUIREMENTS", "RUN_STATUS", "SCORING_EXPERIMENT",
     "SURVIVAL_MODEL_REQUIREMENTS", "TRACKED_PACKAGES", "PyfuncContract", "active_run_id", "champion",
     "git_commit", "load_pyfunc", "load_survival_model", "log_artifact", "log_child_runs", "log_dataset",
     "log_figure", "log_figures", "log_json", "log_metric_steps", "log_metrics", "log_model", "log_params",
