@@ -38,7 +38,7 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUN
               "WAITING": "KILLED"}
 """optuna trial state -> MLflow run status (a pruned trial was stopped early: KILLED)."""
 MAX_BATCH_METRICS = 1000   # the REST API caps a batch at 1000 metrics
-NOTE_TAG = "mlflow.note.content"   # MLflow's description field, of a run or of an experiment
+NOTE_TAG = stale.NOTE_TAG   # MLflow's description field, of a run or of an experiment
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"   # without it the UI may open an experiment on GenAI traces
 EXPERIMENT_DESCRIPTIONS = {
