@@ -99,7 +99,7 @@ def test_runs_carry_standard_tags_and_no_parameter_twice(store):
     for run in everything:
         tags = run.data.tags
         assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["mlflow.source.git.commit"])
-        assert "git_commit" not in tags
+        assert "git_commit" not in tags and {"mlflow.user", "mlflow.source.name"} <= set(tags)
         assert tags["mlflow.note.content"] == shlex.join(sys.argv)
         params = set(run.data.params)
         assert not any(p.startswith("param.") for p in params)

@@ -136,11 +136,14 @@ def _start(mlflow: Any, experiment_id: str, run_name: str, tags: dict[str, str],
     if start_time is None:
         # nested runs get the experiment id too: without it mlflow files them under 'Default'
         return mlflow.start_run(run_name=run_name, nested=nested, experiment_id=experiment_id, tags=tags)
+    from mlflow.tracking.context.registry import resolve_tags  # with mlflow itself (see mlflow_module)
+
     parent = mlflow.active_run()
     if nested and parent is not None:
         tags = {**tags, "mlflow.parentRunId": parent.info.run_id}
-    created = mlflow.MlflowClient().create_run(experiment_id, start_time=int(start_time * 1000), tags=tags,
-                                               run_name=run_name)
+    # resolve_tags adds the user and source tags start_run would (ours take precedence)
+    created = mlflow.MlflowClient().create_run(experiment_id, start_time=int(start_time * 1000),
+                                               tags=resolve_tags(tags), run_name=run_name)
     return mlflow.start_run(run_id=created.info.run_id, nested=nested)
 
 
