@@ -131,7 +131,7 @@ def test_cli_end_to_end_with_mlflow(mlflow_store):
     assert len(parents) == 1 and len(children) == 4
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = parents[0]
-    assert parent.data.tags["seed"] == "2024" and "git_commit" in parent.data.tags
+    assert parent.data.tags["seed"] == "2024" and "mlflow.source.git.commit" in parent.data.tags
     assert any(k.startswith("version.") for k in parent.data.tags)
     assert len(parent.inputs.dataset_inputs) == 1 and parent.inputs.dataset_inputs[0].dataset.digest
     cox = next(r for r in children if r.data.tags["model"] == "cox")

@@ -247,7 +247,12 @@ def test_nested_cv_has_one_study_per_outer_fold_plus_the_final_one(tmp_path, dat
     assert again.trials.groupby("study").size().to_dict() == {s: 4 for s in result.studies}
 
 
-def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
+def _evidence(c, slope, default_c=0.60, default_slope=1.0, key="uno_c"):
+    return {key: c, "calibration_slope_12": slope, f"default.{key}": default_c,
+            "default.calibration_slope_12": default_slope}
+
+
+def test_champion_moves_only_by_the_rule_of_discrimination_and_calibration(mlflow_store):
     from sklearn.dummy import DummyRegressor
 
     from ml.tracking import mlflow_io as tracking
@@ -255,21 +260,29 @@ def test_champion_moves_only_when_the_outer_estimate_is_better(mlflow_store):
     with tracking.run("tune", "models"):
         uri = tracking.log_model(DummyRegressor().fit([[0.0], [1.0]], [0.0, 1.0]))
     name = "rechallenge-pfs-test"
-    steps = [(0.70, True, "1"), (0.69, False, "1"), (0.70, False, "1"), (0.72, True, "4")]
-    for value, moved, champion in steps:
-        version = tracking.register_model(uri, name, {"outer_uno_c": value})
-        assert tracking.promote_if_better(name, version, "outer_uno_c", higher_is_better=True)[0] is moved
-        assert tracking.champion(name)["version"] == champion
+    rule = dict(objective="uno_c", calibration="calibration_slope_12", higher_is_better=True)
+    steps = [(_evidence(0.58, 1.0), False, None),        # first version, worse than the default
+             (_evidence(0.70, 1.0), True, "2"),          # first to beat the default
+             (_evidence(0.69, 1.0), False, "2"),         # worse
+             (_evidence(0.70, 1.0), False, "2"),         # a tie keeps the champion
+             (_evidence(0.75, 0.5), False, "2"),         # better C, badly calibrated
+             (_evidence(0.72, 1.1), True, "6")]          # better and calibrated
+    for tags, moved, champion in steps:
+        version = tracking.register_model(uri, name, tags)
+        assert tracking.promote_by_rule(name, version, **rule).moved is moved
+        assert (tracking.champion(name) or {}).get("version") == champion
     # benchmark --tuned reads the champion's best params from its version tag
-    tagged = tracking.register_model(uri, "rechallenge-pfs-coxnet",
-                                     {"outer_uno_c": 0.7, "best_params": '{"alpha": 0.2, "l1_ratio": 0.4}'})
-    tracking.promote_if_better("rechallenge-pfs-coxnet", tagged, "outer_uno_c", higher_is_better=True)
+    best = '{"alpha": 0.2, "l1_ratio": 0.4}'
+    tags = {**_evidence(0.7, 1.0), "best_params": best}
+    tagged = tracking.register_model(uri, "rechallenge-pfs-coxnet", tags)
+    tracking.promote_by_rule("rechallenge-pfs-coxnet", tagged, **rule)
     found, missing = tune.champion_params("pfs", ["cox", "coxnet", "rsf"])
     assert found == {"coxnet": {"alpha": 0.2, "l1_ratio": 0.4}} and missing == ["rsf"]
     ibs = "rechallenge-pfs-ibs"
     for value, moved in ((0.20, True), (0.21, False), (0.15, True)):
-        version = tracking.register_model(uri, ibs, {"outer_ibs": value})
-        assert tracking.promote_if_better(ibs, version, "outer_ibs", higher_is_better=False)[0] is moved
+        version = tracking.register_model(uri, ibs, _evidence(value, 1.0, default_c=0.25, key="ibs"))
+        assert tracking.promote_by_rule(ibs, version, objective="ibs", calibration="calibration_slope_12",
+                                        higher_is_better=False).moved is moved
 
 
 @pytest.mark.slow
@@ -284,7 +297,12 @@ def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_s
 
     result, reg = tune.run_and_log(data, cfg, registered_name="rechallenge-pfs-coxnet",
                                    log_model=survival_model_logger("coxnet", cfg.seed))
-    assert reg.version == "1" and reg.promoted and reg.previous_champion is None
+    assert reg.version == "1" and reg.previous_champion is None
+    outer = result.summary.set_index(["metric", "variant"])["mean"]
+    assert reg.promoted == tracking.champion_rule(
+        {"uno_c": outer[("uno_c", "tuned")], "slope": outer[("calibration_slope_12", "tuned")]},
+        {"uno_c": outer[("uno_c", "default")], "slope": outer[("calibration_slope_12", "default")]},
+        objective="uno_c", calibration="slope", higher_is_better=True)[0]
     client = mlflow.MlflowClient()
     children = client.search_runs(
         [client.get_run(reg.run_id).info.experiment_id],
@@ -293,14 +311,12 @@ def test_run_and_log_nests_every_trial_and_registers_the_refitted_model(mlflow_s
     assert {c.data.tags["study"] for c in children} == set(result.studies)
     assert all("alpha" in c.data.params for c in children)
     version = client.get_model_version("rechallenge-pfs-coxnet", "1")
-    outer = result.summary.set_index(["metric", "variant"])["mean"]
-    assert float(version.tags["outer_uno_c"]) == pytest.approx(outer[("uno_c", "tuned")])
+    assert float(version.tags["uno_c"]) == pytest.approx(outer[("uno_c", "tuned")])
     # a cohort model is registered as the survival pyfunc: same risk as the refitted model,
     # and its risk groups come from cut-offs fixed on the training rows
-    loaded = tracking.load_survival_model(tracking.champion("rechallenge-pfs-coxnet")["uri"])
+    loaded = tracking.load_survival_model("models:/rechallenge-pfs-coxnet/1")
     assert np.allclose(loaded.predict(data.X), result.final_model.predict(data.X))
-    scored = mlflow.pyfunc.load_model(tracking.champion("rechallenge-pfs-coxnet")["uri"]).predict(
-        data.X.head(30))
+    scored = mlflow.pyfunc.load_model("models:/rechallenge-pfs-coxnet/1").predict(data.X.head(30))
     assert set(scored["risk_group"]) <= {"low", "intermediate", "high"}
 
 

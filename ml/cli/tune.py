@@ -81,6 +81,7 @@ def tune_command(
     console.print(f"best configuration (refitted on all rows): {result.best_params}")
     moved = "moved to this version" if reg.promoted else (
         f"stays on version {reg.previous_champion['version']}" if reg.previous_champion else "unset")
+    moved = f"{moved} ({reg.reason})"  # the champion rule's figures
     console.print(f"registered [bold]{reg.name}[/] version {reg.version}; alias champion {moved}. "
                   f"Study '{result.study}', MLflow run {reg.run_id} (experiment 'tune') in "
                   f"{tracking_store()}, {result.seconds:.0f} s", highlight=False, soft_wrap=True)

@@ -5,7 +5,7 @@
         tracking.log_metrics({...})
 
 The work is done in `ml.tracking.runs` (runs, params, metrics, artifacts, data sets,
-provenance), `ml.tracking.registry` (register, champion, promote) and
+provenance), `ml.tracking.registry` (register, champion, the champion rule) and
 `ml.tracking.models` (log / save / load models, the survival pyfunc) and
 `ml.tracking.stale` (runs left RUNNING by killed processes, swept when a run opens). None of them imports
 domain code: callers hand in plain data (frames, dicts, figures, a `PyfuncContract`).
@@ -26,13 +26,24 @@ from ml.tracking.models import (
     register_survival_model,
     save_survival_model,
 )
-from ml.tracking.registry import CHAMPION_ALIAS, champion, make_champion, promote_if_better, register_model
+from ml.tracking.registry import (
+    CALIBRATION_BAND,
+    CHAMPION_ALIAS,
+    Decision,
+    champion,
+    champion_rule,
+    make_champion,
+    promote_by_rule,
+    register_model,
+)
 from ml.tracking.runs import (
     ARTIFACT_DIR,
     DEFAULT_URI,
+    EXPERIMENT_DESCRIPTIONS,
     RUN_STATUS,
     TRACKED_PACKAGES,
     active_run_id,
+    command_line,
     git_commit,
     log_artifact,
     log_child_runs,
@@ -53,11 +64,12 @@ from ml.tracking.runs import (
 _mlflow = mlflow_module  # the name tests/test_explain.py reaches for
 
 __all__ = [
-    "ARTIFACT_DIR", "CHAMPION_ALIAS", "DEFAULT_URI", "MODEL_REQUIREMENTS", "RUN_STATUS", "SCORING_EXPERIMENT",
+    "ARTIFACT_DIR", "CALIBRATION_BAND", "CHAMPION_ALIAS", "Decision", "champion_rule", "command_line",
+    "DEFAULT_URI", "EXPERIMENT_DESCRIPTIONS", "MODEL_REQUIREMENTS", "RUN_STATUS", "SCORING_EXPERIMENT",
     "SURVIVAL_MODEL_REQUIREMENTS", "TRACKED_PACKAGES", "PyfuncContract", "active_run_id", "champion",
     "git_commit", "load_pyfunc", "load_survival_model", "log_artifact", "log_child_runs", "log_dataset",
     "log_figure", "log_figures", "log_json", "log_metric_steps", "log_metrics", "log_model", "log_params",
-    "log_survival_model", "log_table", "make_champion", "mlflow_module", "promote_if_better",
+    "log_survival_model", "log_table", "make_champion", "mlflow_module", "promote_by_rule",
     "provenance_tags", "pyfunc_signature", "register_model", "register_survival_model", "run",
     "save_survival_model", "tracking_uri",
 ]

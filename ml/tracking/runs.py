@@ -16,7 +16,9 @@ import importlib.metadata as md
 import json
 import logging
 import os
+import shlex
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +38,23 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUN
               "WAITING": "KILLED"}
 """optuna trial state -> MLflow run status (a pruned trial was stopped early: KILLED)."""
 MAX_BATCH_METRICS = 1000   # the REST API caps a batch at 1000 metrics
+NOTE_TAG = stale.NOTE_TAG   # MLflow's description field, of a run or of an experiment
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"   # without it the UI may open an experiment on GenAI traces
+EXPERIMENT_DESCRIPTIONS = {
+    "cohort": "rechallenge cohort describe: Table 1 and Kaplan-Meier medians of a cohort table.",
+    "analysis": "rechallenge analyze: the study's IPTW-weighted Cox analysis of PFS (and OS), "
+                "with balance, weights and the unweighted side by side.",
+    "benchmark": "rechallenge benchmark: every model family on the same repeated CV folds. Parent run: "
+                 "the data set and the best model's metrics (tag best_model); one child run "
+                 "<dataset>/<model> per model with its fold and aggregated metrics.",
+    "explain": "rechallenge explain: SHAP summaries of models fitted on the whole cohort.",
+    "tune": "rechallenge tune: nested-CV optuna search of one model family. Metrics under the plain "
+            "names are the tuned configuration's outer-fold estimates; default.* the default "
+            "configuration's, gap.* the paired tuned - default difference; one child run per trial.",
+    "score": "Survival models logged and registered for scoring (rechallenge score / serve).",
+}
+"""What each experiment holds, shown as its description in the MLflow UI."""
 
 
 def tracking_uri() -> str:
@@ -63,12 +82,27 @@ def mlflow_module() -> Any:
     return mlflow
 
 
+def experiment_tags(name: str) -> dict[str, str]:
+    """The description (from EXPERIMENT_DESCRIPTIONS, if known) and kind of experiment `name`."""
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    if name in EXPERIMENT_DESCRIPTIONS:
+        tags[NOTE_TAG] = EXPERIMENT_DESCRIPTIONS[name]
+    return tags
+
+
 def _experiment_id(mlflow: Any, name: str) -> str:
+    """The experiment's id, created if new; its description and kind are set when missing
+    (so stores made before they existed get them too)."""
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=ARTIFACT_DIR.resolve().as_uri())
+    if exp is None:
+        ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(name, artifact_location=ARTIFACT_DIR.resolve().as_uri(),
+                                        tags=experiment_tags(name))
+    client = mlflow.MlflowClient()
+    for key, value in experiment_tags(name).items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
 
 
 def git_commit() -> str:
@@ -80,8 +114,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def command_line() -> str:
+    """The command that is running, shell-quoted so that it can be pasted back."""
+    return shlex.join(sys.argv)
+
+
 def provenance_tags(seed: int | None = None) -> dict[str, str]:
-    tags = {"git_commit": git_commit()}
+    """MLflow's own source tags (commit, the command line as the run's description), the
+    versions of the packages the numbers depend on, and the seed."""
+    tags = {"mlflow.source.git.commit": git_commit(), NOTE_TAG: command_line()}
     for pkg in TRACKED_PACKAGES:
         with contextlib.suppress(md.PackageNotFoundError):
             tags[f"version.{pkg}"] = md.version(pkg)
@@ -90,22 +131,39 @@ def provenance_tags(seed: int | None = None) -> dict[str, str]:
     return tags
 
 
+def _start(mlflow: Any, experiment_id: str, run_name: str, tags: dict[str, str], nested: bool,
+           start_time: float | None) -> Any:
+    if start_time is None:
+        # nested runs get the experiment id too: without it mlflow files them under 'Default'
+        return mlflow.start_run(run_name=run_name, nested=nested, experiment_id=experiment_id, tags=tags)
+    from mlflow.tracking.context.registry import resolve_tags  # with mlflow itself (see mlflow_module)
+
+    parent = mlflow.active_run()
+    if nested and parent is not None:
+        tags = {**tags, "mlflow.parentRunId": parent.info.run_id}
+    # resolve_tags adds the user and source tags start_run would (ours take precedence)
+    created = mlflow.MlflowClient().create_run(experiment_id, start_time=int(start_time * 1000),
+                                               tags=resolve_tags(tags), run_name=run_name)
+    return mlflow.start_run(run_id=created.info.run_id, nested=nested)
+
+
 @contextlib.contextmanager
 def run(experiment: str, run_name: str, *, seed: int | None = None,
-        tags: Mapping[str, str] | None = None, nested: bool = False) -> Iterator[Any]:
+        tags: Mapping[str, str] | None = None, nested: bool = False,
+        start_time: float | None = None) -> Iterator[Any]:
     """Start an MLflow run; mark it FAILED (never left RUNNING) if the body raises.
 
     A top-level run first sweeps the store's runs left RUNNING by dead processes
     (`stale.sweep`); the owner tags go in with the run's creation, so even a process
-    killed at once leaves a run the next sweep can close.
+    killed at once leaves a run the next sweep can close. `start_time` (epoch seconds)
+    dates a run opened after its work (e.g. a benchmark logged when done) from the
+    work's start, so that its duration is the work's.
     """
     mlflow = mlflow_module()
     if not nested:
         stale.sweep(mlflow.MlflowClient())
-    # nested runs get the experiment id too: without it mlflow files them under 'Default'
-    kwargs = {"run_name": run_name, "nested": nested, "experiment_id": _experiment_id(mlflow, experiment),
-              "tags": {**provenance_tags(seed), **stale.owner_tags(), **(tags or {})}}
-    active = mlflow.start_run(**kwargs)
+    all_tags = {**provenance_tags(seed), **stale.owner_tags(), **(tags or {})}
+    active = _start(mlflow, _experiment_id(mlflow, experiment), run_name, all_tags, nested, start_time)
     try:
         yield active
     except BaseException:

@@ -1,5 +1,6 @@
 """A tuning run in MLflow (through ml.tracking): the study's parent run, one nested run per
-trial, the refitted model registered, and alias `champion` moved when it is better."""
+trial, the refitted model registered with its evidence, and alias `champion` moved by the
+registry's rule (better and calibrated)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
 
 from ml.tracking import mlflow_io as tracking
 from ml.workflows.tuning.config import OBJECTIVES, TuneConfig
@@ -26,6 +29,8 @@ class Registration:
     promoted: bool
     previous_champion: dict[str, Any] | None
     run_id: str
+    reason: str = ""
+    """Why alias `champion` moved or not (the champion rule's figures)."""
 
 
 def registered_model_name(label: str, model: str) -> str:
@@ -57,13 +62,40 @@ def _log_result(result: TuneResult) -> None:
 
 
 def _version_tags(result: TuneResult, data: Any) -> dict[str, Any]:
+    """Numeric tags under the runs' metric names (tuned: plain; `default.*`, `gap.*`) and what
+    made the version."""
     config = result.config
-    outer = result.summary.set_index(["metric", "variant"])["mean"]
-    tags: dict[str, Any] = {f"outer_{m}": outer[(m, "tuned")] for m in OBJECTIVES}
+    tags: dict[str, Any] = {k: v for k, v in outer_metrics(result.summary).items() if pd.notna(v)}
     tags.update({"objective": config.objective, "best_params": json.dumps(result.best_params),
-                 "study": result.study, "data": data.name, "fingerprint": result.fingerprint,
+                 "study": result.study, "data": data.name, "n": len(data.y),
+                 "events": int(data.y["event"].sum()), "fingerprint": result.fingerprint,
                  "model": config.model})
     return tags
+
+
+def _figure(summary: pd.DataFrame, metric: str, variant: str) -> str:
+    row = summary[(summary["metric"] == metric) & (summary["variant"] == variant)]
+    if row.empty:
+        return f"{metric} n/a"
+    r = row.iloc[0]
+    return f"{metric} {r['mean']:.3f} [95% CI {r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+
+
+def version_description(result: TuneResult, data: Any, calibration: str) -> str:
+    """The registry's evidence for a version: data, n, events, outer-fold estimates, command."""
+    config, summary = result.config, result.summary
+    shown = [config.objective, *(m for m in OBJECTIVES if m != config.objective), calibration]
+    lines = [
+        f"{config.model} tuned on {data.name} (source {data.source or data.name}): n = {len(data.y)}, "
+        f"events = {int(data.y['event'].sum())}.",
+        f"Outer {config.outer_folds}-fold estimates (nested CV, {config.inner_folds} inner folds, "
+        f"corrected resampled t CIs), tuned: " + "; ".join(_figure(summary, m, "tuned") for m in shown) + ".",
+        "Default configuration: " + "; ".join(_figure(summary, m, "default") for m in shown) + ".",
+        "Tuned - default: " + _figure(summary, config.objective, "tuned - default") + ".",
+        f"Study {result.study}; best parameters {json.dumps(result.best_params)}.",
+        f"Command: {tracking.command_line()}",
+    ]
+    return "\n".join(lines)
 
 
 def run_and_log(data: Any, config: TuneConfig, *, registered_name: str,
@@ -71,20 +103,26 @@ def run_and_log(data: Any, config: TuneConfig, *, registered_name: str,
                 experiment: str = "tune",
                 progress: Callable[[int, int], None] | None = None) -> tuple[TuneResult, Registration]:
     """Tune inside one MLflow parent run; log every trial of this invocation as a nested run,
-    log the refitted model with `log_model`, register it and move alias `champion` if it
-    beats the old one. `progress(trials done, trials in all)` follows the search."""
+    log the refitted model with `log_model`, register it with its evidence and move alias
+    `champion` by the registry's rule (`tracking.champion_rule`: the objective and the late
+    horizon's calibration slope, against the champion or, for a first version, the default
+    configuration). `progress(trials done, trials in all)` follows the search."""
     prepare(config, data.spec)  # bad input fails before any run is opened
     tags = {"model": config.model, "objective": config.objective, "data": data.name}
+    calibration = f"calibration_slope_{data.calibration_horizon}"
     with tracking.run(experiment, f"tune {config.model} {data.name}", seed=config.seed, tags=tags) as active:
         _log_inputs(data, config)
         result = tune(data, config, label=label, progress=progress)
         _log_result(result)
         uri = log_model(result.final_model, data)
-        version = tracking.register_model(uri, registered_name, _version_tags(result, data))
-        promoted, previous = tracking.promote_if_better(
-            registered_name, version, f"outer_{config.objective}",
+        version = tracking.register_model(uri, registered_name, _version_tags(result, data),
+                                          description=version_description(result, data, calibration))
+        decision = tracking.promote_by_rule(
+            registered_name, version, objective=config.objective, calibration=calibration,
             higher_is_better=OBJECTIVES[config.objective].direction == "maximize")
-    return result, Registration(registered_name, version, promoted, previous, active.info.run_id)
+    registration = Registration(registered_name, version, decision.moved, decision.previous,
+                                active.info.run_id, decision.reason)
+    return result, registration
 
 
 def champion_params(label: str, families: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:

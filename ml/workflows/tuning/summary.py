@@ -10,14 +10,22 @@ from ml.evaluation.metrics import corrected_t_ci
 from ml.workflows.tuning.config import OBJECTIVES
 
 VARIANT_ORDER = {"tuned": 0, "default": 1, "tuned - default": 2}
+VARIANT_PREFIX = {"tuned": "", "default": "default.", "tuned - default": "gap."}
+"""How each variant's outer estimates are named in MLflow: the tuned model's under the plain
+metric names (the vocabulary of every run kind), the default's and the gap's prefixed."""
+_NOT_METRICS = ("fold", "variant", "n_train", "n_test")
 
 
 def summarise_outer(outer: pd.DataFrame) -> pd.DataFrame:
-    """Mean and corrected-t 95% CI per variant and metric, and of the paired tuned-default gap."""
+    """Mean and corrected-t 95% CI per variant and metric, and of the paired tuned-default gap.
+
+    Every metric the outer folds were scored on (the objectives first, then AUC, Brier and
+    calibration slope at the horizons)."""
     n_train, n_test = int(outer["n_train"].mean()), int(outer["n_test"].mean())
-    wide = outer.pivot(index="fold", columns="variant", values=list(OBJECTIVES))
+    metrics = [*OBJECTIVES, *(c for c in outer.columns if c not in (*_NOT_METRICS, *OBJECTIVES))]
+    wide = outer.pivot(index="fold", columns="variant", values=metrics)
     rows = []
-    for metric in OBJECTIVES:
+    for metric in metrics:
         series = {v: wide[(metric, v)] for v in ("tuned", "default")}
         series["tuned - default"] = series["tuned"] - series["default"]
         for variant, values in series.items():
@@ -28,9 +36,9 @@ def summarise_outer(outer: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """The tuned vs default outer estimates as one table (the objective first)."""
+    """The tuned vs default outer estimates of the objectives as one table (the objective first)."""
     order = [objective, *(m for m in OBJECTIVES if m != objective)]
-    s = summary.copy()
+    s = summary[summary["metric"].isin(order)].copy()
     s["metric"] = pd.Categorical(s["metric"], order, ordered=True)
     s = s.sort_values(["metric", "variant"], key=lambda c: c if c.name == "metric" else c.map(VARIANT_ORDER))
     s["95% CI"] = [f"{lo:.3f} to {hi:.3f}" for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)]
@@ -38,10 +46,11 @@ def summary_table(summary: pd.DataFrame, objective: str) -> pd.DataFrame:
 
 
 def outer_metrics(summary: pd.DataFrame) -> dict[str, float]:
-    """The outer estimates as flat MLflow metrics, e.g. outer_uno_c_tuned_minus_default_ci_low."""
+    """The outer estimates as flat MLflow metrics: `uno_c`, `uno_c_ci_low` (tuned),
+    `default.uno_c`, `gap.uno_c_ci_high` (tuned - default), ... (see VARIANT_PREFIX)."""
     out = {}
     for r in summary.itertuples(index=False):
-        key = f"outer_{r.metric}_{r.variant.replace(' - ', '_minus_')}"
+        key = f"{VARIANT_PREFIX[r.variant]}{r.metric}"
         out.update({key: r.mean, f"{key}_ci_low": r.ci_low, f"{key}_ci_high": r.ci_high})
     return out
 
