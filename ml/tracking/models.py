@@ -146,17 +146,19 @@ def log_model(model: Any, name: str = "model", input_example: pd.DataFrame | Non
 
 
 def pyfunc_signature(contract: PyfuncContract) -> Any:
-    """The MLflow ModelSignature of `contract`."""
+    """The MLflow ModelSignature of `contract`: its outputs only.
+
+    The inputs are not declared to MLflow on purpose: MLflow's schema enforcement cannot take
+    both JSON integers and a CSV body for the same numeric column (typed `any`, a CSV body is
+    refused, "Failed to get pandas types"; typed `double`, an int64 column such as ECOG is
+    refused as an unsafe cast). The model checks its input against the cohort contract itself,
+    with messages naming the field, and the input columns are written to the MLmodel's
+    metadata (`input_columns`) and shown by the input example."""
     mlflow_module()
     from mlflow.models import ModelSignature  # with mlflow itself (see mlflow_module)
     from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import AnyType
 
-    def spec(name: str, kind: str) -> Any:
-        return ColSpec(AnyType() if kind == ANY_TYPE else kind, name, required=name not in contract.optional)
-
-    return ModelSignature(inputs=Schema([spec(c, k) for c, k in contract.inputs.items()]),
-                          outputs=Schema([ColSpec(k, c) for c, k in contract.outputs.items()]))
+    return ModelSignature(inputs=None, outputs=Schema([ColSpec(k, c) for c, k in contract.outputs.items()]))
 
 
 def _survival_model_kwargs(scorer: Any, tmp: str, contract: PyfuncContract | None,
@@ -176,6 +178,9 @@ def _survival_model_kwargs(scorer: Any, tmp: str, contract: PyfuncContract | Non
     return {"python_model": SurvivalPyfunc(), "artifacts": {SCORER_ARTIFACT: str(path)},
             "signature": pyfunc_signature(contract), "input_example": input_example,
             "code_paths": code_paths(contract.code) or None,
+            # a list, not a dict: MLmodel's YAML would sort a dict's keys
+            "metadata": {"input_columns": [{"name": c, "type": k, "required": c not in contract.optional}
+                                           for c, k in contract.inputs.items()]},
             "pip_requirements": pinned_requirements(("mlflow", *needed))}
 
 
