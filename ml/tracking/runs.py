@@ -67,8 +67,18 @@ def _experiment_id(mlflow: Any, name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=ARTIFACT_DIR.resolve().as_uri())
+    # a tracking server (http) stores artifacts where it was told (--artifacts-destination)
+    remote = tracking_uri().startswith(("http://", "https://"))
+    if not remote:
+        ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        location = None if remote else ARTIFACT_DIR.resolve().as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # another machine created it meanwhile
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def git_commit() -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ SQLITE_TIMEOUT_S = 60
 HEARTBEAT_S = 60
 HEARTBEAT_ENV = "RECHALLENGE_HEARTBEAT_S"
 GRACE_HEARTBEATS = 3
+SCHEMA_RACE_WAIT_S = 2.0
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -99,6 +101,18 @@ def heartbeat_seconds() -> int:
 
 
 def _rdb(url: str) -> optuna.storages.BaseStorage:
+    """The RDB storage; machines starting at once on an empty database race to create optuna's
+    tables ("relation ... already exists"): the loser opens it again once they are there."""
+    try:
+        return _rdb_once(url)
+    except Exception as exc:
+        if not (_raised_as(exc, "ProgrammingError") or _raised_as(exc, "IntegrityError")):
+            raise
+        time.sleep(SCHEMA_RACE_WAIT_S)
+        return _rdb_once(url)
+
+
+def _rdb_once(url: str) -> optuna.storages.BaseStorage:
     url = with_driver(url)
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     beat = heartbeat_seconds()

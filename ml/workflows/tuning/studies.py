@@ -173,7 +173,10 @@ def _work_and_report(job: WorkerJob, parent_pid: int, conn: Any) -> None:
 
 def _outcome(job: WorkerJob, proc: Any, conn: Any) -> BaseException | None:
     """The error a finished worker reported; a worker killed before reporting is a warning only."""
-    message = conn.recv() if conn.poll() else None
+    try:
+        message = conn.recv() if conn.poll() else None
+    except EOFError:  # closed without a word: the worker died
+        message = None
     if message is None:
         # e.g. SIGKILL (out of memory): the other workers go on; its running trial is marked
         # FAIL by heartbeat (RDB storage) when another worker starts a trial after the grace period
