@@ -3,7 +3,8 @@
 #   make test   - same set-up, then the test suite (slow tests excluded; `make test-all` runs them)
 # Others: `make lint` (ruff + import-linter), `make test-install` (the wheel in a fresh venv,
 # outside the checkout), `make test-postgres` (tuning across machines on a throw-away PostgreSQL
-# cluster and an MLflow tracking server; needs Debian's postgresql), `make lock` (re-resolve both locks after editing pyproject.toml).
+# cluster and an MLflow tracking server; needs Debian's postgresql), `make lock` (re-resolve
+# both locks after editing pyproject.toml).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin

@@ -33,7 +33,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ml.workflows.tuning import open_storage, study_names
+from ml.workflows.tuning import TuneError, open_storage, study_names
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
@@ -41,11 +41,20 @@ PG_BIN = Path(PG_BINARIES[-1]) if PG_BINARIES else None
 USER = "rechallenge"
 TUNE = ["--model", "coxnet", "--n", "80", "--outer-folds", "2", "--inner-folds", "2", "--seed", "3"]
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL is not installed (/usr/lib/postgresql/<version>/bin; "
-                       "Debian package postgresql)"),
-]
+needs_postgres = pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL is not installed "
+                                    "(/usr/lib/postgresql/<version>/bin; Debian package postgresql)")
+
+
+# ---- the heartbeat setting (no server needed) -----------------------------------------
+def test_heartbeat_interval_and_grace_period_come_from_the_environment(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/studies.db"
+    assert open_storage(url).get_heartbeat_interval() == 60  # default
+    monkeypatch.setenv("RECHALLENGE_HEARTBEAT_S", "2")
+    storage = open_storage(url)
+    assert (storage.get_heartbeat_interval(), storage.grace_period) == (2, 6)
+    monkeypatch.setenv("RECHALLENGE_HEARTBEAT_S", "0.5")
+    with pytest.raises(TuneError, match="RECHALLENGE_HEARTBEAT_S='0.5'"):
+        open_storage(url)
 
 
 def _free_port() -> int:
@@ -60,15 +69,18 @@ def _as_server_user(args: list[str]) -> list[str]:
 
 
 def _pg(program: str, *args: str, **kwargs) -> None:
+    # from a folder the server's user can enter (the checkout may be root's only)
     subprocess.run(_as_server_user([str(PG_BIN / program), *args]), check=True, capture_output=True,
-                   text=True, **kwargs)
+                   text=True, cwd=tempfile.gettempdir(), **kwargs)
 
 
+# ---- a live cluster and tracking server ---------------------------------------------------
 @pytest.fixture(scope="module")
 def postgres(request):
     """A throw-away cluster; yields the URL prefix `postgresql://rechallenge@127.0.0.1:<port>/`."""
     if "postgres" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("starts a PostgreSQL cluster and an MLflow server: run with `-m postgres` (make test-postgres)")
+        pytest.skip("starts a PostgreSQL cluster and an MLflow server: run with `-m postgres` "
+                    "(make test-postgres)")
     root = Path(tempfile.mkdtemp(prefix="rechallenge-pg-"))  # not pytest's tmp: root-only folder
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -161,6 +173,8 @@ def _trial_runs(tracking: str, study: str) -> list:
     return client.search_runs([experiment.experiment_id], f"tags.study = '{study}'", max_results=1000)
 
 
+@pytest.mark.postgres
+@needs_postgres
 def test_workers_and_a_second_command_share_studies_and_tracking_server(postgres, tracking_server, tmp_path):
     start = time.time()
     storage = postgres + "optuna"
@@ -184,7 +198,7 @@ def test_workers_and_a_second_command_share_studies_and_tracking_server(postgres
         assert len({t.user_attrs["pid"] for t in trials}) == 4  # 3 workers + the second command
         runs = _trial_runs(tracking_server, name)
         assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(10)), name
-    print(f"[check] 3 studies x 10 trials, each once in optuna and once on the tracking server")
+    print("[check] 3 studies x 10 trials, each once in optuna and once on the tracking server")
 
 
 def _running_trial_of_a_worker(db, name: str) -> tuple[int, int] | None:
@@ -215,6 +229,8 @@ def _kill_mid_trial(db, name: str, proc: subprocess.Popen) -> tuple[int, int]:
     pytest.fail("the command ended before a trial could be killed")
 
 
+@pytest.mark.postgres
+@needs_postgres
 def test_a_worker_killed_mid_trial_fails_by_heartbeat_and_the_study_completes(postgres, tracking_server,
                                                                                tmp_path):
     start = time.time()
@@ -240,4 +256,5 @@ def test_a_worker_killed_mid_trial_fails_by_heartbeat_and_the_study_completes(po
     runs = _trial_runs(tracking_server, f"{study}-outer0")
     states = {int(r.data.tags["trial_number"]): r.info.status for r in runs}
     assert states[killed.number] == "FAILED"
-    print(f"[check] trial {killed.number} FAIL by heartbeat; every study finished; its run FAILED on the server")
+    print(f"[check] trial {killed.number} FAIL by heartbeat; every study finished; its run FAILED on "
+          f"the server")
