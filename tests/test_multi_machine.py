@@ -32,6 +32,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from ml.workflows.tuning import TuneError, open_storage, study_names
 
@@ -208,13 +209,22 @@ def _running_trial_of_a_worker(db, name: str) -> tuple[int, int] | None:
     except KeyError:  # not created yet
         return None
     for t in trials:
-        if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.user_attrs:
+        # all the worker's tags written (pid first, invocation last): its objective is running
+        if t.state == optuna.trial.TrialState.RUNNING and {"pid", "invocation"} <= set(t.user_attrs):
             return t._trial_id, t.user_attrs["pid"]
     return None
 
 
+def _has_heartbeat(db, trial_id: int) -> bool:
+    # optuna's own table: a trial killed before its first heartbeat is never found stale (optuna)
+    with db.engine.connect() as con:
+        query = sqlalchemy.text("SELECT count(*) FROM trial_heartbeats WHERE trial_id = :t")
+        return con.execute(query, {"t": trial_id}).scalar() > 0
+
+
 def _kill_mid_trial(db, name: str, proc: subprocess.Popen) -> tuple[int, int]:
-    """SIGKILL a worker while its trial runs: stopped first, so the trial cannot end in between."""
+    """SIGKILL a worker while its trial runs (with a heartbeat recorded): stopped first, so the
+    trial cannot end in between."""
     while proc.poll() is None:
         found = _running_trial_of_a_worker(db, name)
         if found is None:
@@ -222,7 +232,7 @@ def _kill_mid_trial(db, name: str, proc: subprocess.Popen) -> tuple[int, int]:
             continue
         trial_id, pid = found
         os.kill(pid, signal.SIGSTOP)
-        if db.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
+        if db.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING and _has_heartbeat(db, trial_id):
             os.kill(pid, signal.SIGKILL)
             return trial_id, pid
         os.kill(pid, signal.SIGCONT)  # it finished meanwhile: another one

@@ -193,7 +193,13 @@ def log_dataset(df: pd.DataFrame, name: str, source: str, context: str = "input"
     with warnings.catch_warnings():  # source-type and integer-schema hints, not actionable here
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(df, source=source, name=name)
-        mlflow.log_input(dataset, context=context)
+        try:
+            mlflow.log_input(dataset, context=context)
+        except mlflow.exceptions.MlflowException:
+            # a tracking server inserts a new data set without a lock: when two machines log the
+            # same one at once, one gets a duplicate-key error; the data set is there now
+            time.sleep(0.5)
+            mlflow.log_input(dataset, context=context)
     return dataset.digest
 
 

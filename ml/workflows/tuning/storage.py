@@ -142,6 +142,18 @@ def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseSt
         raise TuneError(f"cannot open optuna storage '{redact(target)}': {_reason(exc, target)}") from exc
 
 
+def fail_stale_trials(storage: optuna.storages.BaseStorage, names: Sequence[str]) -> None:
+    """Mark FAIL the running trials of these studies whose heartbeat is older than the grace
+    period (their worker or machine died). Optuna does it for a study when a trial starts on
+    it; this catches the trials of a worker that died after the last one did. RDB only."""
+    if not isinstance(storage, RDBStorage):  # a journal file records no heartbeats
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name in names:
+            optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))
+
+
 def fingerprint(X: pd.DataFrame, y: np.ndarray, config: TuneConfig, space: SearchSpace) -> str:
     """What a study's trials depend on: data, folds, seed, model, objective, search space."""
     h = hashlib.sha256()

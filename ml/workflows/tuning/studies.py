@@ -27,7 +27,7 @@ from ml.evaluation.loop import Scoring, fit_and_score
 from ml.evaluation.parallel import exit_with_parent
 from ml.workflows.tuning.config import TuneConfig, TuneError
 from ml.workflows.tuning.space import SearchSpace, make_model, with_params
-from ml.workflows.tuning.storage import make_pruner, open_storage
+from ml.workflows.tuning.storage import fail_stale_trials, make_pruner, open_storage
 
 CATCH = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Numerical failures of one configuration: that trial is marked FAIL, the study goes on."""
@@ -190,10 +190,16 @@ def run_workers(jobs: Sequence[WorkerJob]) -> None:
     """One job in this process; several in separate processes (each opens its own storage),
     which exit when this process dies (`ml.evaluation.parallel.exit_with_parent`). A worker
     that dies (e.g. SIGKILL) does not stop the others; the first error a worker raised is
-    raised here once all have ended."""
+    raised here once all have ended. Then trials left running by dead workers (here or on
+    other machines) are marked FAIL once their heartbeat is older than the grace period."""
     if len(jobs) == 1:
         work(jobs[0])
-        return
+    else:
+        _run_processes(jobs)
+    fail_stale_trials(open_storage(jobs[0].storage), [task.name for task in jobs[0].tasks])
+
+
+def _run_processes(jobs: Sequence[WorkerJob]) -> None:
     ctx = multiprocessing.get_context("spawn")  # no forked sqlite/mlflow handles in children
     running = []
     try:
