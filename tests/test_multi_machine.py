@@ -250,7 +250,7 @@ def test_a_worker_killed_mid_trial_fails_by_heartbeat_and_the_study_completes(po
                  "--storage", storage, "--study", study, heartbeat="1")
     db = open_storage(storage)
     trial_id, pid = _kill_mid_trial(db, f"{study}-outer0", proc)
-    print(f"[kill] SIGKILL worker pid {pid} during trial {trial_id}")
+    print(f"[kill] SIGKILL worker pid {pid} during its trial (id {trial_id})")
     log = _finish(proc, tmp_path / "kill-one.log")
     assert f"pid {pid}) died" in log
     assert "registered" in log
