@@ -2,7 +2,9 @@
 #   make demo   - create .venv if missing, install the pinned dev lock, run the main job on the twin cohort
 #   make test   - same set-up, then the test suite (slow tests excluded; `make test-all` runs them)
 # Others: `make lint` (ruff + import-linter), `make test-install` (the wheel in a fresh venv,
-# outside the checkout), `make lock` (re-resolve both locks after editing pyproject.toml).
+# outside the checkout), `make test-postgres` (tuning across machines on a throw-away PostgreSQL
+# cluster and an MLflow tracking server; needs Debian's postgresql), `make lock` (re-resolve
+# both locks after editing pyproject.toml).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +15,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-all test-install lint lock bench clean-venv
+.PHONY: demo test test-all test-install test-postgres lint lock bench clean-venv
 
 $(BIN)/uv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,14 +36,18 @@ demo: $(STAMP)
 	$(BIN)/rechallenge score --patient examples/patient.json --out $(OUT)/score/patient.json
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow and not install" -q
+	$(BIN)/python -m pytest -n 2 -m "not slow and not install and not postgres" -q
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not install" -q
+	$(BIN)/python -m pytest -n 2 -m "not install and not postgres" -q
 
 # INSTALL_PYTHON=/path/to/python3.13 runs it with another interpreter in the fresh venv
 test-install: $(STAMP)
 	$(BIN)/python -m pytest -m install -q tests/test_install.py tests/test_pyfunc_portable.py
+
+# -s: the test prints what it does (cluster, server, commands, kill) and how long each part took
+test-postgres: $(STAMP)
+	$(BIN)/python -m pytest -m postgres -q -s tests/test_multi_machine.py
 
 # both linters report even when the first one fails
 lint: $(STAMP)

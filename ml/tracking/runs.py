@@ -95,14 +95,32 @@ def _experiment_id(mlflow: Any, name: str) -> str:
     (so stores made before they existed get them too)."""
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
-        return mlflow.create_experiment(name, artifact_location=ARTIFACT_DIR.resolve().as_uri(),
-                                        tags=experiment_tags(name))
+        created = _create_experiment(mlflow, name)
+        if created is not None:
+            return created
+        exp = mlflow.get_experiment_by_name(name)  # another machine created it meanwhile
     client = mlflow.MlflowClient()
     for key, value in experiment_tags(name).items():
         if key not in exp.tags:
             client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
+
+
+def _create_experiment(mlflow: Any, name: str) -> str | None:
+    """Create experiment `name` (with its tags); None when another process created it first.
+
+    A tracking server (http) stores artifacts where it was told (--artifacts-destination); a
+    local store keeps them under ARTIFACT_DIR."""
+    remote = tracking_uri().startswith(("http://", "https://"))
+    if not remote:
+        ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+    location = None if remote else ARTIFACT_DIR.resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location, tags=experiment_tags(name))
+    except mlflow.exceptions.MlflowException:
+        if mlflow.get_experiment_by_name(name) is None:
+            raise
+        return None
 
 
 def git_commit() -> str:
@@ -241,7 +259,13 @@ def log_dataset(df: pd.DataFrame, name: str, source: str, context: str = "input"
     with warnings.catch_warnings():  # source-type and integer-schema hints, not actionable here
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(df, source=source, name=name)
-        mlflow.log_input(dataset, context=context)
+        try:
+            mlflow.log_input(dataset, context=context)
+        except mlflow.exceptions.MlflowException:
+            # a tracking server inserts a new data set without a lock: when two machines log the
+            # same one at once, one gets a duplicate-key error; the data set is there now
+            time.sleep(0.5)
+            mlflow.log_input(dataset, context=context)
     return dataset.digest
 
 

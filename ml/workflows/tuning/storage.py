@@ -7,6 +7,10 @@ contention. Any RDB URL (`postgresql://...`, `mysql+pymysql://...`, `sqlite:///.
 accepted too. A PostgreSQL URL without a driver (`postgresql://`, `postgres://`) gets the
 installed one, psycopg2 (`postgresql+psycopg2://`): SQLAlchemy 2.1 would pick psycopg 3,
 which is not installed, and optuna would then say "Failed to import DB access module".
+
+An RDB storage records a heartbeat of every running trial every `RECHALLENGE_HEARTBEAT_S`
+seconds (environment, default 60); a trial whose heartbeat is older than three intervals
+(its worker or machine died) is marked FAIL by the next worker that starts a trial.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +37,9 @@ from ml.workflows.tuning.space import SearchSpace
 DEFAULT_STORAGE = Path("mlruns") / "optuna" / "journal.log"
 SQLITE_TIMEOUT_S = 60
 HEARTBEAT_S = 60
+HEARTBEAT_ENV = "RECHALLENGE_HEARTBEAT_S"
+GRACE_HEARTBEATS = 3
+SCHEMA_RACE_WAIT_S = 2.0
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -81,14 +89,38 @@ def _raised_as(exc: BaseException, sqlalchemy_error: str) -> bool:
                for cls in type(exc).__mro__)
 
 
+def heartbeat_seconds() -> int:
+    """The heartbeat interval: `RECHALLENGE_HEARTBEAT_S` (a positive integer) or 60 s."""
+    text = os.environ.get(HEARTBEAT_ENV, "").strip()
+    if not text:
+        return HEARTBEAT_S
+    if not text.isdigit() or int(text) < 1:
+        raise TuneError(f"{HEARTBEAT_ENV}={text!r}: the heartbeat interval must be a whole number "
+                        f"of seconds, at least 1")
+    return int(text)
+
+
 def _rdb(url: str) -> optuna.storages.BaseStorage:
+    """The RDB storage; machines starting at once on an empty database race to create optuna's
+    tables ("relation ... already exists"): the loser opens it again once they are there."""
+    try:
+        return _rdb_once(url)
+    except Exception as exc:
+        if not (_raised_as(exc, "ProgrammingError") or _raised_as(exc, "IntegrityError")):
+            raise
+        time.sleep(SCHEMA_RACE_WAIT_S)
+        return _rdb_once(url)
+
+
+def _rdb_once(url: str) -> optuna.storages.BaseStorage:
     url = with_driver(url)
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    beat = heartbeat_seconds()
     # heartbeats: a trial of a crashed worker / machine is marked FAIL after the grace period
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                          grace_period=3 * HEARTBEAT_S)
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=beat,
+                          grace_period=GRACE_HEARTBEATS * beat)
 
 
 def _journal(path: Path) -> optuna.storages.BaseStorage:
@@ -102,10 +134,24 @@ def open_storage(url: str | os.PathLike | None = None) -> optuna.storages.BaseSt
     (default mlruns/optuna/journal.log). TuneError, with the password hidden, if it cannot
     be opened (unknown scheme, driver missing, server unreachable, bad credentials)."""
     target = str(url) if url is not None else str(DEFAULT_STORAGE)
+    if "://" in target:
+        heartbeat_seconds()  # a bad setting is the user's error, not the storage's
     try:
         return _rdb(target) if "://" in target else _journal(Path(target))
     except Exception as exc:  # driver, sqlalchemy and OS errors: one clear line for the user
         raise TuneError(f"cannot open optuna storage '{redact(target)}': {_reason(exc, target)}") from exc
+
+
+def fail_stale_trials(storage: optuna.storages.BaseStorage, names: Sequence[str]) -> None:
+    """Mark FAIL the running trials of these studies whose heartbeat is older than the grace
+    period (their worker or machine died). Optuna does it for a study when a trial starts on
+    it; this catches the trials of a worker that died after the last one did. RDB only."""
+    if not isinstance(storage, RDBStorage):  # a journal file records no heartbeats
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name in names:
+            optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))
 
 
 def fingerprint(X: pd.DataFrame, y: np.ndarray, config: TuneConfig, space: SearchSpace) -> str:

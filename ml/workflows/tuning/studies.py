@@ -27,7 +27,7 @@ from ml.evaluation.loop import Scoring, fit_and_score
 from ml.evaluation.parallel import exit_with_parent
 from ml.workflows.tuning.config import TuneConfig, TuneError
 from ml.workflows.tuning.space import SearchSpace, make_model, with_params
-from ml.workflows.tuning.storage import make_pruner, open_storage
+from ml.workflows.tuning.storage import fail_stale_trials, make_pruner, open_storage
 
 CATCH = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Numerical failures of one configuration: that trial is marked FAIL, the study goes on."""
@@ -157,13 +157,64 @@ def quotas(n_trials: int, workers: int) -> list[int]:
     return [q + (1 if w < r else 0) for w in range(workers)]
 
 
+def _work_and_report(job: WorkerJob, parent_pid: int, conn: Any) -> None:
+    """A worker process: run `work`, then send ("done", trials) or ("error", exception) home."""
+    exit_with_parent(parent_pid)  # a killed tune leaves no orphan adding trials for nobody
+    try:
+        conn.send(("done", work(job)))
+    except Exception as exc:  # any error of the worker is the command's, raised in the parent
+        try:
+            conn.send(("error", exc))
+        except Exception:  # an exception that cannot be pickled: its text then
+            conn.send(("error", TuneError(f"worker {job.worker}: {exc}")))
+    finally:
+        conn.close()
+
+
+def _outcome(job: WorkerJob, proc: Any, conn: Any) -> BaseException | None:
+    """The error a finished worker reported; a worker killed before reporting is a warning only."""
+    try:
+        message = conn.recv() if conn.poll() else None
+    except EOFError:  # closed without a word: the worker died
+        message = None
+    if message is None:
+        # e.g. SIGKILL (out of memory): the other workers go on; its running trial is marked
+        # FAIL by heartbeat (RDB storage) when another worker starts a trial after the grace period
+        warnings.warn(f"tuning worker {job.worker} (pid {proc.pid}) died with exit code {proc.exitcode}; "
+                      f"the trials it had left were not run", RuntimeWarning, stacklevel=2)
+        return None
+    return message[1] if message[0] == "error" else None
+
+
 def run_workers(jobs: Sequence[WorkerJob]) -> None:
     """One job in this process; several in separate processes (each opens its own storage),
-    which exit when this process dies (`ml.evaluation.parallel.exit_with_parent`)."""
+    which exit when this process dies (`ml.evaluation.parallel.exit_with_parent`). A worker
+    that dies (e.g. SIGKILL) does not stop the others; the first error a worker raised is
+    raised here once all have ended. Then trials left running by dead workers (here or on
+    other machines) are marked FAIL once their heartbeat is older than the grace period."""
     if len(jobs) == 1:
         work(jobs[0])
-        return
+    else:
+        _run_processes(jobs)
+    fail_stale_trials(open_storage(jobs[0].storage), [task.name for task in jobs[0].tasks])
+
+
+def _run_processes(jobs: Sequence[WorkerJob]) -> None:
     ctx = multiprocessing.get_context("spawn")  # no forked sqlite/mlflow handles in children
-    # workers end with this process: a killed tune leaves no orphan adding trials for nobody
-    with ctx.Pool(processes=len(jobs), initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        pool.map(work, jobs, chunksize=1)
+    running = []
+    try:
+        for job in jobs:  # plain processes, not a Pool: a Pool waits for ever on a killed worker's task
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_work_and_report, args=(job, os.getpid(), send), daemon=True)
+            proc.start()
+            send.close()
+            running.append((job, proc, receive))
+        for _, proc, _ in running:
+            proc.join()
+    finally:
+        for _, proc, _ in running:
+            if proc.is_alive():  # interrupted (Ctrl-C): stop the others too
+                proc.terminate()
+    errors = [e for e in (_outcome(*r) for r in running) if e is not None]
+    if errors:
+        raise errors[0]
