@@ -46,6 +46,7 @@ def validate(
                               "xgb_cox, xgb_aft."),
     bootstrap: int = typer.Option(200, "--bootstrap", min=1, help="Bootstrap resamples B."),
     seed: int = typer.Option(2024, "--seed", min=0, help="Seed of the resamples and the model."),
+    n: int = typer.Option(None, "--n", min=10, help="Twin size [default: 101, like the study]."),
     experiment: Path = typer.Option(None, "--experiment", help="Benchmark YAML for the data set's settings "
                                     "and model_params [default: experiments/benchmark.yaml]."),
     out: Path = typer.Option(Path("out/validate"), "--out", help="Directory for validation.json and "
@@ -69,7 +70,7 @@ def validate(
         with input_errors(BenchmarkError):
             config = wf.load_config(experiment, model=model, bootstrap=bootstrap, seed=seed,
                                     dataset=dataset, data=data, mapping=mapping, time=time, event=event,
-                                    drop=split_names(drop))
+                                    drop=split_names(drop), n=n)
             prepared = wf.prepare_data(config)
         with progress_bar("bootstrap resamples", bootstrap) as update:
             run = wf.run_validation(prepared, config, update)

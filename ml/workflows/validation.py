@@ -47,7 +47,7 @@ METHODS = {
     "epv": "events / number of model columns after imputation and one-hot encoding; warning below 10",
 }
 FLAGS = {"dataset": "--dataset", "data": "--data", "mapping": "--mapping", "time": "--time",
-         "event": "--event", "drop": "--drop", "models": "--model", "seed": "--seed"}
+         "event": "--event", "drop": "--drop", "models": "--model", "seed": "--seed", "n": "--n"}
 
 
 class ValidationConfig(BaseModel):
