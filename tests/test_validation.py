@@ -62,16 +62,31 @@ def test_calibration_curves_have_a_band(twin_run):
     assert curves[["predicted", "observed"]].stack().between(0, 1).all()
 
 
-def test_overfit_model_is_corrected_down():
+@pytest.fixture(scope="module")
+def noisy():
+    """120 rows, 2 real and 25 noise columns: an unpenalised Cox on them is overfit."""
     rng = np.random.default_rng(0)
     n, noise = 120, 25
     X = pd.DataFrame(rng.normal(size=(n, 2 + noise)), columns=[f"x{i}" for i in range(2 + noise)])
     time = rng.exponential(np.exp(-(0.7 * X["x0"] - 0.5 * X["x1"])).to_numpy() * 12)
     censor = rng.exponential(30, n)
-    y = Surv.from_arrays(time <= censor, np.minimum(time, censor))
-    result = stats.bootstrap_validation(lambda X_, y_: CoxPH(alpha=0.0).fit(X_, y_), X, y,
-                                        horizons={"6": 6.0, "12": 12.0}, tau=24.0, n_bootstrap=8, seed=1)
-    summary = result.summary.set_index("metric")
+    return X, Surv.from_arrays(time <= censor, np.minimum(time, censor))
+
+
+def _validate_noisy(noisy, seed):
+    X, y = noisy
+    return stats.bootstrap_validation(lambda X_, y_: CoxPH(alpha=0.0).fit(X_, y_), X, y,
+                                      horizons={"6": 6.0, "12": 12.0}, tau=24.0, n_bootstrap=8, seed=seed)
+
+
+def test_seeded(noisy):
+    first, again, other = (_validate_noisy(noisy, s).summary for s in (1, 1, 2))
+    pd.testing.assert_frame_equal(first, again)
+    assert not first["optimism"].equals(other["optimism"])
+
+
+def test_overfit_model_is_corrected_down(noisy):
+    summary = _validate_noisy(noisy, 1).summary.set_index("metric")
     assert summary.loc["harrell_c", "optimism"] > 0.02
     assert summary.loc["harrell_c", "corrected"] < summary.loc["harrell_c", "apparent"]
     assert summary.loc["uno_c", "corrected"] < summary.loc["uno_c", "apparent"]
@@ -99,12 +114,12 @@ def test_json_names_and_methods(twin_run):
 def test_cli_writes_files(tmp_path):
     out = tmp_path / "val"
     result = CliRunner().invoke(app, ["validate", "--n", "150", "--bootstrap", "4", "--no-mlflow",
-                                      "--out", str(out)])
+                                      "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "validation.json").read_text())
+    assert json.loads(result.stdout) == doc    # --json: the document alone on stdout
     assert doc["bootstrap"] == 4 and doc["model"] == "cox"
     assert (out / "calibration.png").stat().st_size > 1000
-    assert "corrected" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -126,6 +141,7 @@ def test_mlflow_run_carries_the_vocabulary(mlflow_store):
 
     result = CliRunner().invoke(app, ["validate", "--n", "150", "--bootstrap", "3", "--out", "out"])
     assert result.exit_code == 0, result.output
+    assert "corrected" in result.stdout and "logged to MLflow run" in result.stdout
     client = MlflowClient()
     experiment = client.get_experiment_by_name("validate")
     [run] = client.search_runs([experiment.experiment_id])
