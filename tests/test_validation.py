@@ -128,6 +128,7 @@ def test_cli_writes_files(tmp_path):
     (["--dataset", "gbsg2", "--data", "x.csv"], "--data"),
     (["--data", "x.csv"], "--time"),
     (["--dataset", "nope"], "--dataset"),
+    (["--dataset", "whas500", "--model", "iptw_cox"], "--treatment"),
 ])
 def test_cli_bad_flags_exit_2(tmp_path, args, message):
     result = CliRunner().invoke(app, ["validate", *args, "--no-mlflow", "--out", str(tmp_path / "o")])

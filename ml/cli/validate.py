@@ -14,6 +14,8 @@ from ml.cli.runner import (
     JsonOpt,
     MappingOpt,
     TimeOpt,
+    TreatedOpt,
+    TreatmentOpt,
     app,
     check_output_dir,
     check_tracking_store,
@@ -41,6 +43,8 @@ def validate(
     mapping: MappingOpt = None,
     time: TimeOpt = None,
     event: EventOpt = None,
+    treatment: TreatmentOpt = None,
+    treated: TreatedOpt = None,
     drop: DropOpt = None,
     model: str = typer.Option("cox", "--model", help="Model family: cox, iptw_cox, coxnet, rsf, gbsa, "
                               "xgb_cox, xgb_aft."),
@@ -70,7 +74,7 @@ def validate(
         with input_errors(BenchmarkError):
             config = wf.load_config(experiment, model=model, bootstrap=bootstrap, seed=seed,
                                     dataset=dataset, data=data, mapping=mapping, time=time, event=event,
-                                    drop=split_names(drop), n=n)
+                                    treatment=treatment, treated=treated, drop=split_names(drop), n=n)
             prepared = wf.prepare_data(config)
         with progress_bar("bootstrap resamples", bootstrap) as update:
             run = wf.run_validation(prepared, config, update)

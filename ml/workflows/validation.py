@@ -47,7 +47,8 @@ METHODS = {
     "epv": "events / number of model columns after imputation and one-hot encoding; warning below 10",
 }
 FLAGS = {"dataset": "--dataset", "data": "--data", "mapping": "--mapping", "time": "--time",
-         "event": "--event", "drop": "--drop", "models": "--model", "seed": "--seed", "n": "--n"}
+         "event": "--event", "treatment": "--treatment", "treated": "--treated", "drop": "--drop",
+         "models": "--model", "seed": "--seed", "n": "--n"}
 
 
 class ValidationConfig(BaseModel):
@@ -71,7 +72,8 @@ def load_config(experiment: Any = None, *, model: str = "cox", bootstrap: int = 
 def prepare_data(config: ValidationConfig) -> datasets.SurvivalData:
     data = prepare_benchmark_data(config.data)
     if models.REGISTRY[config.model].needs_treatment and data.treatment is None:
-        raise BenchmarkError(f"--model {config.model} needs a treatment column (give --treatment COL)")
+        raise BenchmarkError(f"--model {config.model} needs a treatment column: '{data.name}' has none "
+                             "(with --data, give --treatment COL --treated VALUE)")
     return data
 
 
