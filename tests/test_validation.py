@@ -157,3 +157,16 @@ def test_mlflow_run_carries_the_vocabulary(mlflow_store):
     assert run.inputs.dataset_inputs
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"validation.json", "calibration.png"} <= artifacts
+
+
+def test_cli_runs_on_a_table(tmp_path, twin150):
+    table = tmp_path / "cohort.csv"
+    renamed = twin150.frame.rename(columns={"pfs_months": "months", "pfs_event": "progressed"})
+    renamed.to_csv(table, index=False)
+    result = CliRunner().invoke(app, ["validate", "--data", str(table), "--time", "months", "--event",
+                                      "progressed", "--treatment", "treatment", "--treated", "CIA",
+                                      "--model", "iptw_cox", "--bootstrap", "3", "--no-mlflow",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert (doc["data"], doc["model"], doc["n"]) == ("cohort", "iptw_cox", 150)
