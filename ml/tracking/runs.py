@@ -53,6 +53,9 @@ EXPERIMENT_DESCRIPTIONS = {
             "names are the tuned configuration's outer-fold estimates; default.* the default "
             "configuration's, gap.* the paired tuned - default difference; one child run per trial.",
     "score": "Survival models logged and registered for scoring (rechallenge score / serve).",
+    "validate": "rechallenge validate: bootstrap internal validation of one model family, one run "
+                "<dataset>/<model>. Metrics under the plain names are optimism-corrected; apparent.* "
+                "the apparent (all rows) figures, optimism.* their bootstrap optimism; epv.",
 }
 """What each experiment holds, shown as its description in the MLflow UI."""
 

@@ -1,0 +1,172 @@
+"""Internal validation (`rechallenge validate`): the optimism as defined, its sign on an overfit
+model, events per variable, the command's files and exit codes, and the MLflow run's metric names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.util import Surv
+from typer.testing import CliRunner
+
+from features import datasets
+from ml.cli import app
+from ml.evaluation import validation as stats
+from ml.evaluation.metrics import metric_names as benchmark_metric_names
+from ml.models.cox import CoxPH
+from ml.workflows import validation as wf
+
+B = 6
+
+
+@pytest.fixture(scope="module")
+def twin150():
+    return datasets.twin(n=150, seed=5)
+
+
+@pytest.fixture(scope="module")
+def twin_run(twin150):
+    config = wf.load_config(model="cox", bootstrap=B, seed=3, n=150)
+    return wf.run_validation(twin150, config)
+
+
+def test_optimism_by_hand():
+    resamples = pd.DataFrame({"b": [0, 1, 0, 1], "metric": ["harrell_c", "harrell_c", "uno_c", "uno_c"],
+                              "apparent": [0.80, 0.70, 0.75, np.nan], "test": [0.60, 0.66, 0.70, 0.65]})
+    summary = stats.optimism_summary({"harrell_c": 0.75, "uno_c": 0.72}, resamples).set_index("metric")
+    # harrell: mean(0.20, 0.04) = 0.12; uno: the NaN resample is left out -> 0.05
+    assert summary.loc["harrell_c", "optimism"] == pytest.approx(0.12)
+    assert summary.loc["harrell_c", "corrected"] == pytest.approx(0.63)
+    assert summary.loc["uno_c", "optimism"] == pytest.approx(0.05)
+    assert summary.loc["uno_c", "corrected"] == pytest.approx(0.67)
+
+
+def test_corrected_is_apparent_minus_mean_gap(twin_run):
+    result = twin_run.result
+    assert set(result.resamples["b"]) == set(range(B))
+    assert set(result.summary["metric"]) == set(stats.metric_names(twin_run.horizons))
+    for row in result.summary.to_dict("records"):
+        per_b = result.resamples[result.resamples["metric"] == row["metric"]]
+        optimism = float(np.nanmean(per_b["apparent"] - per_b["test"]))
+        assert row["apparent"] == pytest.approx(result.apparent[row["metric"]])
+        assert row["optimism"] == pytest.approx(optimism)
+        assert row["corrected"] == pytest.approx(row["apparent"] - optimism)
+
+
+def test_calibration_curves_have_a_band(twin_run):
+    curves = twin_run.result.calibration
+    assert set(curves["horizon"]) == set(twin_run.horizons)
+    assert (curves["band_low"] <= curves["band_high"]).all()
+    assert curves[["predicted", "observed"]].stack().between(0, 1).all()
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """120 rows, 2 real and 25 noise columns: an unpenalised Cox on them is overfit."""
+    rng = np.random.default_rng(0)
+    n, noise = 120, 25
+    X = pd.DataFrame(rng.normal(size=(n, 2 + noise)), columns=[f"x{i}" for i in range(2 + noise)])
+    time = rng.exponential(np.exp(-(0.7 * X["x0"] - 0.5 * X["x1"])).to_numpy() * 12)
+    censor = rng.exponential(30, n)
+    return X, Surv.from_arrays(time <= censor, np.minimum(time, censor))
+
+
+def _validate_noisy(noisy, seed):
+    X, y = noisy
+    return stats.bootstrap_validation(lambda X_, y_: CoxPH(alpha=0.0).fit(X_, y_), X, y,
+                                      horizons={"6": 6.0, "12": 12.0}, tau=24.0, n_bootstrap=8, seed=seed)
+
+
+def test_seeded(noisy):
+    first, again, other = (_validate_noisy(noisy, s).summary for s in (1, 1, 2))
+    pd.testing.assert_frame_equal(first, again)
+    assert not first["optimism"].equals(other["optimism"])
+
+
+def test_overfit_model_is_corrected_down(noisy):
+    summary = _validate_noisy(noisy, 1).summary.set_index("metric")
+    assert summary.loc["harrell_c", "optimism"] > 0.02
+    assert summary.loc["harrell_c", "corrected"] < summary.loc["harrell_c", "apparent"]
+    assert summary.loc["uno_c", "corrected"] < summary.loc["uno_c", "apparent"]
+    assert summary.loc["calibration_slope_12", "corrected"] < 0.9   # shrinkage needed
+
+
+def test_events_per_variable_and_warning(twin_run, twin150):
+    assert stats.events_per_variable(45, 18) == pytest.approx(2.5)
+    assert "events per variable 2.5 < 10" in stats.epv_warning(2.5)
+    assert stats.epv_warning(12.0) is None
+    assert twin_run.epv == pytest.approx(twin_run.events / twin_run.n_columns)
+    assert twin_run.n_columns > len(twin150.spec.columns)   # counted after one-hot encoding
+    assert any("events per variable" in note for note in twin_run.notes) == (twin_run.epv < 10)
+
+
+def test_json_names_and_methods(twin_run):
+    doc = wf.to_json(twin_run)
+    names = {"harrell_c", "uno_c", "calibration_slope_12", "calibration_in_the_large_6", "epv"}
+    assert names <= set(doc["metrics"])
+    assert set(doc["metrics"]["harrell_c"]) == {"apparent", "optimism", "corrected"}
+    assert {"harrell_c", "uno_c", "calibration_slope_<h>", "calibration_in_the_large_<h>", "epv",
+            "calibration_curve"} <= set(doc["methods"])
+
+
+def test_cli_writes_files(tmp_path):
+    out = tmp_path / "val"
+    result = CliRunner().invoke(app, ["validate", "--n", "150", "--bootstrap", "4", "--no-mlflow",
+                                      "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "validation.json").read_text())
+    assert json.loads(result.stdout) == doc    # --json: the document alone on stdout
+    assert doc["bootstrap"] == 4 and doc["model"] == "cox"
+    assert (out / "calibration.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "nope"], "--model"),
+    (["--bootstrap", "0"], "--bootstrap"),
+    (["--dataset", "gbsg2", "--data", "x.csv"], "--data"),
+    (["--data", "x.csv"], "--time"),
+    (["--dataset", "nope"], "--dataset"),
+    (["--dataset", "whas500", "--model", "iptw_cox"], "--treatment"),
+])
+def test_cli_bad_flags_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["validate", *args, "--no-mlflow", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "o" / "validation.json").exists()
+
+
+def test_mlflow_run_carries_the_vocabulary(mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    result = CliRunner().invoke(app, ["validate", "--n", "150", "--bootstrap", "3", "--out", "out"])
+    assert result.exit_code == 0, result.output
+    assert "corrected" in result.stdout and "logged to MLflow run" in result.stdout
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("validate")
+    [run] = client.search_runs([experiment.experiment_id])
+    doc = json.loads((mlflow_store / "out" / "validation.json").read_text())
+    metrics = run.data.metrics
+    for name in ("harrell_c", "uno_c", "calibration_slope_12"):
+        assert name in benchmark_metric_names(doc["horizons"])   # the benchmark's name for it
+        assert metrics[name] == pytest.approx(doc["metrics"][name]["corrected"])
+        assert metrics[f"apparent.{name}"] == pytest.approx(doc["metrics"][name]["apparent"])
+    assert metrics["epv"] == pytest.approx(doc["epv"])
+    assert run.info.run_name.endswith("/cox")
+    assert run.inputs.dataset_inputs
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"validation.json", "calibration.png"} <= artifacts
+
+
+def test_cli_runs_on_a_table(tmp_path, twin150):
+    table = tmp_path / "cohort.csv"
+    renamed = twin150.frame.rename(columns={"pfs_months": "months", "pfs_event": "progressed"})
+    renamed.to_csv(table, index=False)
+    result = CliRunner().invoke(app, ["validate", "--data", str(table), "--time", "months", "--event",
+                                      "progressed", "--treatment", "treatment", "--treated", "CIA",
+                                      "--model", "iptw_cox", "--bootstrap", "3", "--no-mlflow",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert (doc["data"], doc["model"], doc["n"]) == ("cohort", "iptw_cox", 150)
