@@ -1,4 +1,4 @@
-"""One MLflow store holding a benchmark and a tuning run: read back by key, they speak one
+"""One MLflow store holding a benchmark, a tuning and a validation run: read back by key, they speak one
 metric vocabulary, carry MLflow's standard tags, their data sets and descriptions, and the
 registered version carries its evidence. Plus the champion rule on plain numbers."""
 
@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from ml.cli import app
 from ml.tracking import mlflow_io as tracking
 
-VOCABULARY = re.compile(r"^(harrell_c|uno_c|ibs|auc_\d+|brier_\d+|calibration_slope_\d+|delta_c_vs_cox)"
+VOCABULARY = re.compile(r"^(harrell_c|uno_c|ibs|auc_\d+|brier_\d+|calibration_slope_\d+|calibration_in_the_large_\d+"
+                        r"|delta_c_vs_cox)"
                         r"(_ci_low|_ci_high)?$")
 CORE = {"harrell_c", "uno_c", "ibs", "auc_6", "brier_12", "calibration_slope_12"}
 BOOKKEEPING = {"fit_seconds", "n_resamples", "seconds", "trials_run"}
@@ -39,11 +40,14 @@ def store(tmp_path_factory, _mlflow_template):
         tune = runner.invoke(app, ["tune", "--model", "coxnet", "--n", "80", "--trials", "2", "--outer-folds",
                                    "2", "--inner-folds", "2", "--storage", str(root / "journal.log")])
         assert tune.exit_code == 0, tune.output
+        validate = runner.invoke(app, ["validate", "--n", "80", "--model", "cox", "--bootstrap", "4",
+                                       "--out", str(root / "validate")])
+        assert validate.exit_code == 0, validate.output
         for name in ("cohort", "analysis", "explain", "score"):  # the other commands' experiments
             with tracking.run(name, "empty"):
                 pass
         client = mlflow.MlflowClient()
-        yield client, {name: _runs(client, name) for name in ("benchmark", "tune")}
+        yield client, {name: _runs(client, name) for name in ("benchmark", "tune", "validate")}
 
 
 def _runs(client, experiment):
@@ -71,6 +75,16 @@ def test_benchmark_and_tuning_runs_share_one_metric_vocabulary(store):
     assert {"default.uno_c", "default.uno_c_ci_high", "gap.uno_c", "gap.calibration_slope_12"} <= set(
         tune.data.metrics)
     assert not any(k.startswith("outer_") for k in tune.data.metrics)
+
+
+def test_a_validation_run_speaks_the_same_vocabulary(store):
+    """`rechallenge validate` logs its optimism-corrected figures under the benchmark's names."""
+    _, runs = store
+    (validation, _), (bench, _) = runs["validate"], runs["benchmark"]
+    plain = _plain(validation.data.metrics) - {"epv"}
+    assert all(VOCABULARY.match(k) for k in plain), sorted(validation.data.metrics)
+    assert {"harrell_c", "uno_c", "calibration_slope_12"} <= plain & set(bench.data.metrics)
+    assert {"apparent.harrell_c", "optimism.harrell_c"} <= set(validation.data.metrics)
 
 
 def test_the_benchmark_parent_carries_the_best_model_and_spans_the_work(store):
