@@ -15,9 +15,8 @@ from typer.testing import CliRunner
 from ml.cli import app
 from ml.tracking import mlflow_io as tracking
 
-VOCABULARY = re.compile(r"^(harrell_c|uno_c|ibs|auc_\d+|brier_\d+|calibration_slope_\d+|calibration_in_the_large_\d+"
-                        r"|delta_c_vs_cox)"
-                        r"(_ci_low|_ci_high)?$")
+VOCABULARY = re.compile(r"^(harrell_c|uno_c|ibs|auc_\d+|brier_\d+|calibration_slope_\d+"
+                        r"|calibration_in_the_large_\d+|delta_c_vs_cox)(_ci_low|_ci_high)?$")
 CORE = {"harrell_c", "uno_c", "ibs", "auc_6", "brier_12", "calibration_slope_12"}
 BOOKKEEPING = {"fit_seconds", "n_resamples", "seconds", "trials_run"}
 
