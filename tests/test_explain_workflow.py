@@ -150,6 +150,18 @@ def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_stor
     assert len(runs) == 1 and "metrics.recovery_rate_rsf" in runs.columns
 
 
+def test_the_same_command_twice_gives_the_same_explanations(tmp_path):
+    """Without --seed the random models are seeded too (the benchmark's default seed)."""
+    docs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = CliRunner().invoke(app, ["explain", "--models", "rsf,xgb_cox", "--n", "80", "--horizon", "0",
+                                          "--no-mlflow", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        docs.append((out / "shap_summary.json").read_text())
+    assert docs[0] == docs[1]
+
+
 @pytest.mark.parametrize("args,message", [(["--models", "nope"], "unknown model"),
                                           (["--patient", "P999"], "no patient"),
                                           (["--dataset", "nosuch"], "unknown data set"),

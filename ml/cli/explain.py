@@ -80,7 +80,8 @@ def explain_command(
                               "fresh draws and report the recovery rate per model."),
     n: int = typer.Option(None, "--n", min=10, help="Twin size [default: the config's, 101]."),
     seed: int = typer.Option(None, "--seed", min=0, help="Twin draw [default: the config's named seed]; "
-                             "the --seeds draws use seed+1 .. seed+K. Also seeds the models."),
+                             "the --seeds draws use seed+1 .. seed+K. Also seeds the models "
+                             "[default for them: 2024]."),
     patient: str = typer.Option(None, "--patient", help="Patient id (twin, e.g. P001) or row number: "
                                 "also draw a waterfall of this patient for each model."),
     config: Path = typer.Option(None, "--config", exists=True, dir_okay=False, help="Twin cohort YAML "

@@ -30,6 +30,8 @@ from ml.tracking import mlflow_io as tracking
 
 EXPERIMENT = "explain"
 SUMMARY_FILE = "shap_summary.json"
+DEFAULT_MODEL_SEED = 2024
+"""Models' seed without --seed (the benchmark's default seed): explanations are reproducible."""
 
 
 class ExplainError(ValueError):
@@ -212,6 +214,12 @@ class ExplainConfig:
     def is_twin(self) -> bool:
         return self.data is None and self.dataset == "twin"
 
+    @property
+    def model_seed(self) -> int:
+        """The random models' seed: --seed, else the benchmark's default (the same command twice
+        gives the same explanations)."""
+        return DEFAULT_MODEL_SEED if self.seed is None else self.seed
+
 
 @dataclass
 class Prepared:
@@ -291,7 +299,7 @@ def _recovery(prepared: Prepared, cfg: ExplainConfig, progress: Progress | None)
     _progress(progress, "signal check on fresh twin draws", k, k * (1 + cfg.seeds))
     _, table = recovery_over_seeds(
         prepared.names, range(first, first + cfg.seeds), n=cfg.n, config=prepared.cohort,
-        random_state=cfg.seed, on_draw=lambda seed: _progress(
+        random_state=cfg.model_seed, on_draw=lambda seed: _progress(
             progress, "signal check on fresh twin draws", k * (seed - first + 2), k * (1 + cfg.seeds)))
     return table
 
@@ -309,7 +317,7 @@ def run_explain(prepared: Prepared, cfg: ExplainConfig, progress: Progress | Non
     explained: list[ModelExplanation] = []
     for i, name in enumerate(names):  # one at a time, for the progress bar
         _progress(progress, f"{name} on {data.name}", i, total)
-        explained += fit_and_explain(data, [name], horizon=horizon, random_state=cfg.seed)
+        explained += fit_and_explain(data, [name], horizon=horizon, random_state=cfg.model_seed)
     truth = twin.true_log_hazard_ratios(prepared.cohort) if prepared.cohort is not None else None
     checks = None if truth is None else check_signals(explained, truth, noise=twin.NOISE_FEATURES)
     recovery = _recovery(prepared, cfg, progress)
