@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.fresh_venv import INSTALL_TIMEOUT, clean_env, find_uv, free_port, run, selected
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ml", "features", "experiments")
@@ -42,36 +43,16 @@ PATIENT = {
     "brain_mets": "no", "liver_mets": "no", "bone_mets": "no", "ici_switch": "no",
     "treatment": "CIA",
 }
-INSTALL_TIMEOUT = 1800  # a cold cache downloads ~1 GB (xgboost's NCCL is most of it)
-COMMAND_TIMEOUT = 600
 
-
-def _selected(config: pytest.Config) -> bool:
-    return "install" in (config.getoption("markexpr") or "")
 
 
 @pytest.fixture(scope="module")
 def work(request, tmp_path_factory) -> Path:
-    if not _selected(request.config):
+    if not selected(request.config):
         pytest.skip("builds a fresh venv: run with `-m install` (make test-install)")
     return tmp_path_factory.mktemp("install")
 
 
-def _run(args: list[str], *, cwd: Path, env: dict | None = None,
-         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run a command; on failure the assertion shows its exit code and the end of its output."""
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, (
-        f"`{' '.join(map(str, args))}` (in {cwd}) exited {proc.returncode}\n"
-        f"--- stdout (end)\n{proc.stdout[-3000:]}\n--- stderr (end)\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def _uv() -> str | None:
-    """uv beside the running interpreter (`make` installs it into .venv) or on PATH."""
-    beside = Path(sys.executable).parent / "uv"
-    return str(beside) if beside.exists() else shutil.which("uv")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +62,7 @@ def wheel(work) -> Path:
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
     dist = work / "dist"
     no_isolation = ["--no-build-isolation"] if _has_setuptools() else []
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *no_isolation,
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *no_isolation,
           "--wheel-dir", dist, src], cwd=work)
     (built,) = dist.glob("rechallenge-*.whl")
     return built
@@ -105,14 +86,14 @@ def venv(work, wheel) -> Path:
     """A fresh venv outside the checkout with the wheel installed under the runtime lock."""
     python = _interpreter()
     target = work / "venv"
-    uv = _uv()
+    uv = find_uv()
     if uv:
-        _run([uv, "venv", "--quiet", "--python", python, target], cwd=work)
-        _run([uv, "pip", "install", "--quiet", "--python", target / "bin" / "python",
+        run([uv, "venv", "--quiet", "--python", python, target], cwd=work)
+        run([uv, "pip", "install", "--quiet", "--python", target / "bin" / "python",
               "-c", ROOT / "requirements.lock", wheel], cwd=work, timeout=INSTALL_TIMEOUT)
     else:
-        _run([python, "-m", "venv", target], cwd=work)
-        _run([target / "bin" / "python", "-m", "pip", "install", "--quiet",
+        run([python, "-m", "venv", target], cwd=work)
+        run([target / "bin" / "python", "-m", "pip", "install", "--quiet",
               "-c", ROOT / "requirements.lock", wheel], cwd=work, timeout=INSTALL_TIMEOUT)
     return target
 
@@ -122,10 +103,8 @@ def elsewhere(work, venv) -> tuple[Path, dict]:
     """A folder that is neither the checkout nor the venv, and the environment to run in."""
     folder = work / "elsewhere"
     folder.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSAFEPATH")}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db", MPLBACKEND="Agg",
-               PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db", MPLBACKEND="Agg",
+                    PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     return folder, env
 
 
@@ -150,25 +129,25 @@ def _expected_data() -> list[str]:
 def test_installed_wheel_runs_every_command_from_another_directory(venv, elsewhere):
     folder, env = elsewhere
     python = venv / "bin" / "python"
-    where = _run([python, "-c", "import sys, ml, experiments; print(ml.__file__, experiments.__file__); "
+    where = run([python, "-c", "import sys, ml, experiments; print(ml.__file__, experiments.__file__); "
                   "print(*sys.version_info[:2])"], cwd=folder, env=env).stdout
     assert str(ROOT) not in where and str(venv) in where, where
-    wanted = _run([_interpreter(), "-c", "import sys; print(*sys.version_info[:2])"], cwd=folder).stdout
+    wanted = run([_interpreter(), "-c", "import sys; print(*sys.version_info[:2])"], cwd=folder).stdout
     assert where.splitlines()[-1] == wanted.strip(), (where, wanted)
     cli = venv / "bin" / "rechallenge"
 
-    _run([cli, "cohort", "generate", "--out", "cohort.csv"], cwd=folder, env=env)
+    run([cli, "cohort", "generate", "--out", "cohort.csv"], cwd=folder, env=env)
     assert len((folder / "cohort.csv").read_text().splitlines()) > 50
 
-    _run([cli, "analyze", "--no-mlflow", "--out", "analysis"], cwd=folder, env=env)
+    run([cli, "analyze", "--no-mlflow", "--out", "analysis"], cwd=folder, env=env)
     assert json.loads((folder / "analysis" / "analysis.json").read_text())["n"] > 50
 
-    _run([cli, "benchmark", "--models", "cox", "--repeats", "1", "--no-mlflow", "--out", "bench"],
+    run([cli, "benchmark", "--models", "cox", "--repeats", "1", "--no-mlflow", "--out", "bench"],
          cwd=folder, env=env)
     assert "cox" in (folder / "bench" / "leaderboard.csv").read_text()
 
     (folder / "patient.json").write_text(json.dumps(PATIENT))
-    _run([cli, "score", "--patient", "patient.json", "--out", "score.json"], cwd=folder, env=env)
+    run([cli, "score", "--patient", "patient.json", "--out", "score.json"], cwd=folder, env=env)
     (scored,) = json.loads((folder / "score.json").read_text())
     assert scored["id"] == PATIENT["id"]
     survival = list(scored["survival"].values())
@@ -178,15 +157,10 @@ def test_installed_wheel_runs_every_command_from_another_directory(venv, elsewhe
     assert health["status"] == "ok", health
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve_and_get_health(cli: Path, folder: Path, env: dict, timeout: float = 300) -> dict:
     """Start `rechallenge serve` on a free loopback port, GET /health, then stop it."""
-    port = _free_port()
+    port = free_port()
     log = folder / "serve.log"
     with log.open("w") as out:
         server = subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],

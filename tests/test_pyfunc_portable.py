@@ -17,9 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import pickle
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,10 +32,9 @@ from features.patient import EXAMPLE_PATIENT
 from ml.serving import results
 from ml.tracking import mlflow_io as tracking
 from ml.tracking import models as logged_models
+from tests.fresh_venv import INSTALL_TIMEOUT, clean_env, find_uv, free_port, run, selected
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL_TIMEOUT = 1800  # a cold cache downloads ~1 GB (xgboost's NCCL is most of it)
-COMMAND_TIMEOUT = 600
 # run inside the fresh venv: load the model, score the patients, say where `ml` came from and
 # what is installed (pickles keep every float and string exactly)
 LOAD_AND_PREDICT = """
@@ -52,31 +49,8 @@ with open(sys.argv[3], "wb") as fh:
 """
 
 
-def _selected(config: pytest.Config) -> bool:
-    return "install" in (config.getoption("markexpr") or "")
 
 
-def _run(args: list, *, cwd: Path, env: dict | None = None,
-         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run a command; on failure the assertion shows its exit code and the end of its output."""
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, (
-        f"`{' '.join(map(str, args))}` (in {cwd}) exited {proc.returncode}\n"
-        f"--- stdout (end)\n{proc.stdout[-3000:]}\n--- stderr (end)\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def _uv() -> str | None:
-    beside = Path(sys.executable).parent / "uv"
-    return str(beside) if beside.exists() else shutil.which("uv")
-
-
-def _clean_env(**extra: str) -> dict:
-    """This process's environment without anything that could reach the checkout's code."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSAFEPATH")}
-    return {**env, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +74,21 @@ def model(tmp_path_factory, fitted_scorer) -> tuple[Path, object]:
 @pytest.fixture(scope="module")
 def fresh_venv(request, tmp_path_factory, model) -> Path:
     """A venv outside the checkout holding only the model's requirements."""
-    if not _selected(request.config):
+    if not selected(request.config):
         pytest.skip("builds a fresh venv: run with `-m install` (make test-install)")
     other = os.environ.get("INSTALL_PYTHON")
     if other and _version(other) != _version(sys.executable):
         pytest.skip("the model's python_env names the Python that saved it; INSTALL_PYTHON is another one")
     work = tmp_path_factory.mktemp("fresh")
     target, requirements = work / "venv", model[0] / "requirements.txt"
-    uv = _uv()
+    uv = find_uv()
     if uv:
-        _run([sys.executable, "-m", "venv", "--without-pip", target], cwd=work)
-        _run([uv, "pip", "install", "--quiet", "--python", target / "bin" / "python", "-r", requirements],
+        run([sys.executable, "-m", "venv", "--without-pip", target], cwd=work)
+        run([uv, "pip", "install", "--quiet", "--python", target / "bin" / "python", "-r", requirements],
              cwd=work, timeout=INSTALL_TIMEOUT)
     else:
-        _run([sys.executable, "-m", "venv", target], cwd=work)
-        _run([target / "bin" / "python", "-m", "pip", "install", "--quiet", "-r", requirements],
+        run([sys.executable, "-m", "venv", target], cwd=work)
+        run([target / "bin" / "python", "-m", "pip", "install", "--quiet", "-r", requirements],
              cwd=work, timeout=INSTALL_TIMEOUT)
     return target
 
@@ -143,8 +117,8 @@ def test_model_loads_and_predicts_in_a_venv_with_only_its_requirements(model, fr
     patients.to_pickle(tmp_path / "patients.pkl")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    _run([fresh_venv / "bin" / "python", "-c", LOAD_AND_PREDICT, path, tmp_path / "patients.pkl",
-          tmp_path / "out.pkl"], cwd=elsewhere, env=_clean_env(MPLBACKEND="Agg"))
+    run([fresh_venv / "bin" / "python", "-c", LOAD_AND_PREDICT, path, tmp_path / "patients.pkl",
+          tmp_path / "out.pkl"], cwd=elsewhere, env=clean_env(MPLBACKEND="Agg"))
     with (tmp_path / "out.pkl").open("rb") as fh:
         got = pickle.load(fh)
 
@@ -158,11 +132,6 @@ def test_model_loads_and_predicts_in_a_venv_with_only_its_requirements(model, fr
 
 # ------------------------------------------------------------------ mlflow models serve
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -180,7 +149,7 @@ def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 180) -> No
 def _serve_and_check(bin_dir: Path, path: Path, scorer, patients: pd.DataFrame, env: dict) -> None:
     """`mlflow models serve --env-manager local` from `bin_dir` answers like the in-process
     scorer, and a bad row with 400 naming the field."""
-    port = _free_port()
+    port = free_port()
     env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}  # mlflow starts uvicorn from PATH
     command = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(path), "--env-manager", "local",
                "-h", "127.0.0.1", "-p", str(port)]
@@ -212,7 +181,7 @@ def test_mlflow_models_serve_gives_the_in_process_numbers(model, patients):
 @pytest.mark.install
 def test_mlflow_models_serve_works_in_the_fresh_venv(model, fresh_venv, patients, tmp_path):
     path, scorer = model
-    _serve_and_check(fresh_venv / "bin", path, scorer, patients, _clean_env(MPLBACKEND="Agg"))
+    _serve_and_check(fresh_venv / "bin", path, scorer, patients, clean_env(MPLBACKEND="Agg"))
 
 
 def test_requirements_pin_the_dependency_closure_of_what_the_model_imports():
