@@ -46,19 +46,20 @@ def logrank(time, event, treated) -> ScoreTest:
                      observed_minus_expected=o_minus_e)
 
 
-def robust_logrank(time, event, treated, weights=None) -> ScoreTest:
+def robust_logrank(time, event, treated, weights=None, ties: str = "efron") -> ScoreTest:
     """Weighted log-rank under IPTW: the robust score test of the Cox model at beta = 0.
 
-    The score at beta = 0 with Breslow (log-rank) risk sets is the weighted observed
-    minus expected events of the treated group; its variance is the robust one,
-    sum_i (w_i U_i)^2, rather than the hypergeometric variance, which would treat the
-    weights as frequency counts. This is R's coxph(..., weights, robust = TRUE)
-    "robust score test" (Lin & Wei 1989). It treats the weights as fixed, which for
-    ATE weights is conservative (Lunceford & Davidian 2004).
+    R's `coxph(Surv(time, status) ~ arm, weights = w, robust = TRUE)$rscore`, with its
+    default ties (Efron; `ties="breslow"` for Breslow's): the score at beta = 0,
+    U = sum_i w_i U_i (the weighted observed minus expected events of the treated group,
+    expected from the Efron or Breslow risk sets), over its robust variance
+    sum_i (w_i U_i)^2 with U_i the per-patient score residuals at beta = 0 (Lin & Wei 1989),
+    rather than the hypergeometric variance, which would treat the weights as counts of
+    patients. It is invariant to the scale of the weights, and treats them as fixed.
     """
     t = np.asarray(treated, dtype=float)[:, None]
     w = np.ones(len(t)) if weights is None else np.asarray(weights, dtype=float)
-    rs = coxph.risk_sets(np.asarray(time, float), np.asarray(event).astype(bool), t, w, "breslow")
+    rs = coxph.risk_sets(np.asarray(time, float), np.asarray(event).astype(bool), t, w, ties)
     stat, u = np.nan, np.nan
     if rs.n_events:
         at_zero = coxph.evaluate(rs, np.zeros(1), hessian=False, residuals=True)
