@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 from features import io, schema, twin
 from ml.cli import app
 from ml.stats.bootstrap import bootstrap_iptw, percentile_ci
-from ml.stats.cox_tables import cox_design, cox_multivariable, cox_univariable, prognostic_factors
+from ml.stats.cox_tables import (
+    cox_design,
+    cox_multivariable,
+    cox_univariable,
+    joint_tests_multivariable,
+    prognostic_factors,
+)
 from ml.stats.errors import CausalInputError
 from ml.stats.weighting import estimate_iptw
 from ml.workflows import analysis, analysis_report
@@ -164,11 +170,25 @@ def test_side_by_side_shows_published_and_own_numbers(small_result):
     assert "300 (" in sbs["this cohort"].iloc[0]
 
 
-def test_prognostic_factors_are_the_significant_covariates():
-    table = pd.DataFrame({"term": ["smoking=ever", "ecog=1", "ecog=2", "age"],
-                          "covariate": ["smoking", "ecog", "ecog", "age"],
-                          "p": [0.01, 0.5, 0.03, 0.2]})
-    assert prognostic_factors(table, 0.05) == ["smoking", "ecog"]
+def test_prognostic_factors_are_decided_on_the_joint_wald_test():
+    joint = pd.DataFrame({"covariate": ["smoking", "ecog", "age"], "df": [1, 2, 1],
+                          "wald_p": [0.01, 0.04, 0.2], "lr_p": [0.01, 0.06, 0.2]})
+    assert prognostic_factors(joint, 0.05) == ["smoking", "ecog"]
+
+
+def test_a_factor_is_not_declared_from_one_of_its_levels():
+    """Known answer (fixed seed): the 6-patient level of a 3-level factor has p = 0.04 alone,
+    the factor's joint Wald test p = 0.12: it is not a prognostic factor."""
+    rng = np.random.default_rng(7)
+    n = 200
+    level = np.where(np.arange(n) < 6, "other", np.where(np.arange(n) % 2, "squamous", "adenocarcinoma"))
+    df = pd.DataFrame({"histology": level, "treatment": np.where(np.arange(n) % 3, "CIA", "CI"),
+                       "pfs_months": rng.exponential(np.where(level == "other", 0.4, 1.0)), "pfs_event": 1})
+    table, _ = cox_multivariable(df, ["histology"], "pfs")
+    joint = joint_tests_multivariable(df, ["histology"], "pfs").set_index("covariate")
+    assert table.set_index("term").loc["histology=other", "p"] < 0.05
+    assert joint.loc["histology", "df"] == 2 and joint.loc["histology", "wald_p"] > 0.1
+    assert "histology" not in prognostic_factors(joint.reset_index(), 0.05)
 
 
 def test_cox_design_codes_against_the_reference_level(twin_small):

@@ -183,6 +183,28 @@ def print_cox_tables(console: Console, univariable: Mapping[str, pd.DataFrame],
                           f"{int(multi['n'].iloc[0])} complete cases)")
 
 
+def joint_tests_side_by_side(univariable: pd.DataFrame, multivariable: pd.DataFrame) -> pd.DataFrame:
+    """Per covariate: df and the joint Wald and LR p, univariable next to multivariable (for printing)."""
+    def columns(table: pd.DataFrame, label: str) -> pd.DataFrame:
+        return pd.DataFrame({"df": table["df"].to_numpy(),
+                             f"{label} Wald p": [_p(p) for p in table["wald_p"]],
+                             f"{label} LR p": [_p(p) for p in table["lr_p"]]}, index=table["covariate"])
+    multi = columns(multivariable, "multivariable").drop(columns="df")
+    both = columns(univariable, "univariable").join(multi, how="outer")
+    order = [c for c in multivariable["covariate"] if c in both.index]
+    order += [c for c in both.index if c not in order]
+    return both.loc[order].fillna("-").reset_index(names="covariate")
+
+
+def print_joint_tests(console: Console, univariable: Mapping[str, pd.DataFrame],
+                      multivariable: Mapping[str, pd.DataFrame]) -> None:
+    """The joint tests of each covariate (all its levels together), one table per endpoint."""
+    for endpoint, multi in multivariable.items():
+        print_frame(console, joint_tests_side_by_side(univariable[endpoint], multi),
+                    title=f"Joint tests per covariate for {endpoint.upper()}, all its terms together "
+                          "(type-III Wald and likelihood ratio, df = number of terms)")
+
+
 def print_ph_flags(console: Console, ph_tests: pd.DataFrame) -> None:
     """The terms whose PH check fails, each with its note; or that none does."""
     flags = ph_tests[ph_tests["ph_violated"]]

@@ -34,7 +34,14 @@ from ml.stats import km
 from ml.stats.balance import standardized_differences, table_one
 from ml.stats.bootstrap import bootstrap_iptw, bootstrap_log_hr_summary, percentile_ci
 from ml.stats.cox import CoxFit, fit_cox
-from ml.stats.cox_tables import ENDPOINT_NAMES, cox_multivariable, cox_univariable, prognostic_factors
+from ml.stats.cox_tables import (
+    ENDPOINT_NAMES,
+    cox_multivariable,
+    cox_univariable,
+    joint_tests_multivariable,
+    joint_tests_univariable,
+    prognostic_factors,
+)
 from ml.stats.errors import CausalInputError
 from ml.stats.logrank import logrank, robust_logrank
 from ml.stats.ph import ph_test
@@ -65,13 +72,20 @@ METHODS = {
                       "CI carries the uncertainty of the estimated weights (Greenwood's formula would "
                       "treat the weights as counts of real patients)",
     "logrank_unweighted": "log-rank test, hypergeometric variance",
-    "logrank_weighted": "weighted log-rank as the robust score test of the IPTW Cox model at HR = 1 "
-                        "(weighted observed - expected, sandwich variance sum (w_i U_i)^2, Lin & Wei "
-                        "1989; R coxph robust score test); weights treated as fixed, conservative for "
-                        "ATE weights",
+    "logrank_weighted": "weighted log-rank as the robust score test of the IPTW Cox model at HR = 1, "
+                        "Efron ties (weighted observed - expected, robust variance sum (w_i U_i)^2 of "
+                        "the score residuals at HR = 1, Lin & Wei 1989; = R coxph(Surv(time, status) ~ "
+                        "arm, weights = w, robust = TRUE)$rscore); weights treated as fixed",
     "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties), robust sandwich SE "
                 "I^-1 (sum w_i^2 U_i U_i') I^-1; bootstrap SE re-fits the propensity model per resample",
     "cox_tables": "Cox model (numpy, Efron ties), Wald CI and p from the model-based SE; complete cases",
+    "cox_joint_tests": "per covariate, all its terms together (df = number of terms): type-III Wald "
+                       "chi-square b' V^-1 b with the model-based V (= R car::Anova(fit, type = 'III', "
+                       "test.statistic = 'Wald')) and likelihood ratio against the model without the "
+                       "covariate on the same complete cases (= R drop1(fit, test = 'Chisq'))",
+    "prognostic_factors": "independent prognostic factors: the terms of the multivariable PFS Cox "
+                          "(treatment included) whose joint Wald test has p < alpha; a factor is judged "
+                          "on all its levels together, the likelihood-ratio test is printed as a check",
     "ph_check": "scaled Schoenfeld residuals vs rank of time (Grambsch-Therneau approximation, as "
                 "lifelines' proportional_hazard_test; robust SE for the IPTW Cox); p < alpha flags "
                 "non-proportional hazards",
@@ -116,6 +130,7 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     logrank_tests = _logrank(df, iptw)
     iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha)
     uni, multi, ph = _cox_tables(df, config.cox_covariates, config.alpha)
+    joint = _joint_tests(df, config.cox_covariates)
     ph = {ep: pd.concat([ph[ep], iptw_ph[ep]], ignore_index=True) for ep in schema.ENDPOINTS}
     result = AnalysisResult(
         config=config, n=len(df), n_by_group=sizes, iptw=iptw,
@@ -124,9 +139,9 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
         smd=smd, balance=_balance(smd, config.balance_threshold), medians=medians,
         logrank=logrank_tests, cox_univariable=uni, cox_multivariable=multi, ph_tests=ph,
         iptw_cox=iptw_cox, crude_cox=crude_cox,
-        prognostic_factors=prognostic_factors(multi["pfs"], config.alpha),
+        prognostic_factors=prognostic_factors(joint["multivariable"]["pfs"], config.alpha),
         side_by_side=pd.DataFrame(), methods=dict(METHODS), bootstrap_replicates=config.bootstrap,
-        bootstrap_failed=0 if boot is None else boot.attrs["failed"],
+        bootstrap_failed=0 if boot is None else boot.attrs["failed"], cox_joint_tests=joint,
     )
     result.side_by_side = side_by_side(result)
     return result
@@ -261,3 +276,9 @@ def _cox_tables(df: pd.DataFrame, covariates: list[str], alpha: float) -> tuple[
         uni[ep] = cox_univariable(df, covariates, ep, alpha)
         multi[ep], ph[ep] = cox_multivariable(df, covariates, ep, alpha)
     return uni, multi, ph
+
+
+def _joint_tests(df: pd.DataFrame, covariates: list[str]) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per model ("univariable", "multivariable") and endpoint: the covariates' joint tests."""
+    return {"univariable": {ep: joint_tests_univariable(df, covariates, ep) for ep in schema.ENDPOINTS},
+            "multivariable": {ep: joint_tests_multivariable(df, covariates, ep) for ep in schema.ENDPOINTS}}

@@ -31,6 +31,9 @@ def print_analysis(console: Console, result: AnalysisResult) -> None:
     display.print_survival(console, result.medians, result.logrank)
     display.print_treatment_cox(console, result.crude_cox, result.iptw_cox, result.bootstrap_replicates)
     display.print_cox_tables(console, result.cox_univariable, result.cox_multivariable)
+    if result.cox_joint_tests:
+        display.print_joint_tests(console, result.cox_joint_tests["univariable"],
+                                  result.cox_joint_tests["multivariable"])
     display.print_ph_flags(console, pd.concat(result.ph_tests.values(), ignore_index=True))
     display.print_frame(console, result.side_by_side, title="Side by side with the published study")
     display.print_methods(console, result.methods, result.warnings)

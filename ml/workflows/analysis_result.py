@@ -39,6 +39,9 @@ class AnalysisResult:
     bootstrap_replicates: int
     bootstrap_failed: int
     warnings: list[str] = field(default_factory=list)
+    cox_joint_tests: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    """{"univariable" | "multivariable": {endpoint: covariate, df, wald_chisq, wald_p, lr_chisq,
+    lr_p, n}}: the joint tests of all a covariate's terms (`ml.stats.cox_tables.joint_tests`)."""
 
     def weights_frame(self, ids) -> pd.DataFrame:
         """Per patient: id, propensity, weight (DIR/weights.csv)."""
@@ -79,7 +82,7 @@ def _ours(result: AnalysisResult) -> list[tuple[str, str]]:
         ("p, IPTW-weighted", _fmt_p(lr["pfs", "iptw"])),
         ("IPTW-Cox HR for PFS, CIA vs CI (95% CI)",
          "{hr:.2f} ({ci_low:.2f}-{ci_high:.2f})".format(**result.iptw_cox["pfs"])),
-        ("independent prognostic factors (multivariable PFS Cox, p < "
+        ("independent prognostic factors (multivariable PFS Cox, joint Wald p < "
          f"{result.config.alpha:g})", ", ".join(result.prognostic_factors) or "none"),
     ]
 
@@ -154,6 +157,12 @@ def _cox_blocks(result: AnalysisResult) -> dict:
     return out
 
 
+def _joint_blocks(result: AnalysisResult) -> dict:
+    """cox_joint_tests_<model>_<endpoint>: {covariate: {df, wald_chisq, wald_p, lr_chisq, lr_p, n}}."""
+    return {f"cox_joint_tests_{model}_{ep}": table.set_index("covariate").to_dict(orient="index")
+            for model, tables in result.cox_joint_tests.items() for ep, table in tables.items()}
+
+
 def to_dict(result: AnalysisResult) -> dict:
     """analysis.json as a dict (NaN -> None, so the JSON is valid)."""
     diag = result.iptw.diagnostics.set_index("group")
@@ -168,6 +177,7 @@ def to_dict(result: AnalysisResult) -> dict:
         "confounders_used": list(result.iptw.confounders),
     }
     out |= _cox_blocks(result)
+    out |= _joint_blocks(result)
     out |= {
         "ph_tests": _records(pd.concat(result.ph_tests.values(), ignore_index=True)),
         "prognostic_factors_pfs": result.prognostic_factors,
@@ -193,6 +203,9 @@ def key_metrics(result: AnalysisResult) -> dict[str, float]:
               f"iptw_se_log_hr_robust_{ep}": result.iptw_cox[ep]["se_log_hr_robust"],
               f"crude_hr_{ep}": result.crude_cox[ep]["hr"]}
     m |= {f"ess_{r.group}": r.ess for r in result.iptw.diagnostics.itertuples()}
+    joint = result.cox_joint_tests.get("multivariable", {})
+    m |= {f"joint_wald_p_{ep}_{r.covariate}": r.wald_p
+          for ep, table in joint.items() for r in table.itertuples()}
     m |= {"max_abs_smd_before": result.balance["max_abs_smd_before"],
           "max_abs_smd_after": result.balance["max_abs_smd_after"]}
     return {k: float(v) for k, v in m.items() if v is not None and np.isfinite(v)}
