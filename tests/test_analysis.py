@@ -191,6 +191,24 @@ def test_a_factor_is_not_declared_from_one_of_its_levels():
     assert "histology" not in prognostic_factors(joint.reset_index(), 0.05)
 
 
+def test_joint_tests_reach_the_json_the_metrics_and_the_printed_tables(small_result):
+    """One rule: the prognostic factors are the multivariable PFS joint Wald p < alpha, wherever shown."""
+    joint = small_result.cox_joint_tests["multivariable"]["pfs"]
+    assert small_result.prognostic_factors == prognostic_factors(joint, small_result.config.alpha)
+    out = json.loads(analysis.to_json(small_result))
+    block = out["cox_joint_tests_multivariable_pfs"]
+    assert list(block) == list(joint["covariate"]) and block["ecog"]["df"] == 2
+    assert set(block["ecog"]) == {"df", "wald_chisq", "wald_p", "lr_chisq", "lr_p", "n"}
+    assert out["prognostic_factors_pfs"] == [c for c, t in block.items() if t["wald_p"] < 0.05]
+    assert {"cox_joint_tests_univariable_os", "cox_joint_tests_multivariable_os"} <= set(out)
+    metrics = analysis.key_metrics(small_result)
+    assert metrics["joint_wald_p_pfs_ecog"] == pytest.approx(block["ecog"]["wald_p"])
+    console = Console(record=True, width=200)
+    analysis_report.print_analysis(console, small_result)
+    text = console.export_text()
+    assert "Joint tests per covariate for PFS" in text and "joint Wald p < 0.05" in text
+
+
 def test_cox_design_codes_against_the_reference_level(twin_small):
     design = cox_design(twin_small.data, ["ecog", "smoking", "age"], treatment=True)
     assert list(design.columns) == ["treatment=CIA", "ecog=1", "ecog=2", "smoking=ever", "age"]

@@ -184,13 +184,15 @@ def print_cox_tables(console: Console, univariable: Mapping[str, pd.DataFrame],
 
 
 def joint_tests_side_by_side(univariable: pd.DataFrame, multivariable: pd.DataFrame) -> pd.DataFrame:
-    """Per covariate: df and the joint Wald and LR p, univariable next to multivariable (for printing)."""
+    """Per covariate: the joint Wald and LR p, univariable next to multivariable (for printing);
+    df is the multivariable model's (the univariable one's for a covariate not in it)."""
     def columns(table: pd.DataFrame, label: str) -> pd.DataFrame:
-        return pd.DataFrame({"df": table["df"].to_numpy(),
+        return pd.DataFrame({f"{label} df": table["df"].to_numpy(),
                              f"{label} Wald p": [_p(p) for p in table["wald_p"]],
                              f"{label} LR p": [_p(p) for p in table["lr_p"]]}, index=table["covariate"])
-    multi = columns(multivariable, "multivariable").drop(columns="df")
-    both = columns(univariable, "univariable").join(multi, how="outer")
+    both = columns(univariable, "univariable").join(columns(multivariable, "multivariable"), how="outer")
+    df = both.pop("multivariable df").fillna(both.pop("univariable df")).astype(int)
+    both.insert(0, "df", df)
     order = [c for c in multivariable["covariate"] if c in both.index]
     order += [c for c in both.index if c not in order]
     return both.loc[order].fillna("-").reset_index(names="covariate")

@@ -12,9 +12,11 @@ Methods, and why they are valid under weights:
   re-fits the propensity model and re-weights, so the CI carries the uncertainty
   of the estimated weights. Greenwood's formula would treat IPTW weights as counts
   of real patients and be too narrow or too wide depending on the weights.
-- Weighted log-rank: robust score test of the weighted Cox model at HR = 1
-  (`ml.stats.logrank.robust_logrank`), i.e. weighted observed minus expected with a
-  sandwich variance instead of the hypergeometric one.
+- Weighted log-rank: robust score test of the weighted Cox model at HR = 1, Efron ties
+  (`ml.stats.logrank.robust_logrank`, R's coxph(robust = TRUE)$rscore), i.e. weighted
+  observed minus expected with a sandwich variance instead of the hypergeometric one.
+- Cox tables: each covariate's terms are also tested jointly (type-III Wald and likelihood
+  ratio); the independent prognostic factors are decided on the joint Wald test.
 - IPTW Cox: Efron ties, robust (sandwich) SE treating the weights as known, and
   a bootstrap SE that also re-fits the propensity model.
 The statistics live in `ml.stats`; no I/O and no MLflow here: the CLI writes files and logs.
