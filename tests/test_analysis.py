@@ -19,10 +19,12 @@ from typer.testing import CliRunner
 from features import io, schema, twin
 from ml.cli import app
 from ml.stats.bootstrap import bootstrap_iptw, percentile_ci
+from ml.stats.cox import fit_cox
 from ml.stats.cox_tables import (
     cox_design,
     cox_multivariable,
     cox_univariable,
+    joint_tests,
     joint_tests_multivariable,
     prognostic_factors,
 )
@@ -189,6 +191,16 @@ def test_a_factor_is_not_declared_from_one_of_its_levels():
     assert table.set_index("term").loc["histology=other", "p"] < 0.05
     assert joint.loc["histology", "df"] == 2 and joint.loc["histology", "wald_p"] > 0.1
     assert "histology" not in prognostic_factors(joint.reset_index(), 0.05)
+
+
+def test_joint_tests_refuse_a_weighted_fit(twin_small):
+    df = twin_small.data
+    x = cox_design(df, ["ecog"])
+    for weights in (np.where(df["treatment"] == "CIA", 2.0, 1.0), np.full(len(df), 3.0)):
+        with pytest.raises(ValueError, match="unweighted"):
+            joint_tests(fit_cox(df["pfs_months"], df["pfs_event"], x, weights=weights))
+    unit = fit_cox(df["pfs_months"], df["pfs_event"], x, weights=np.ones(len(df)))
+    assert joint_tests(unit)["df"].tolist() == [2]
 
 
 def test_joint_tests_reach_the_json_the_metrics_and_the_printed_tables(small_result):

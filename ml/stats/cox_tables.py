@@ -123,7 +123,11 @@ def joint_tests(fit: CoxFit) -> pd.DataFrame:
     Wald: b_S' V_SS^-1 b_S with V the model-based covariance; LR: twice the log PL of `fit`
     minus that of the model without the covariate's terms on the same complete cases; both
     chi-square on df = |S|. A numeric or binary covariate's Wald test is its own term's.
+    For unweighted fits (the Cox tables): under weights neither V nor the LR is valid.
     """
+    if np.any(fit.risk_sets.w != 1):
+        raise ValueError("joint tests need an unweighted Cox fit (model-based variance and likelihood "
+                         "ratio); a weighted fit needs its robust variance")
     covariate = np.array([split_term(name)[0] for name in fit.names])
     rows = []
     for cov in dict.fromkeys(covariate):
