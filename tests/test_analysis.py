@@ -173,9 +173,9 @@ def test_side_by_side_shows_published_and_own_numbers(small_result):
 
 
 def test_prognostic_factors_are_decided_on_the_joint_wald_test():
-    joint = pd.DataFrame({"covariate": ["smoking", "ecog", "age"], "df": [1, 2, 1],
-                          "wald_p": [0.01, 0.04, 0.2], "lr_p": [0.01, 0.06, 0.2]})
-    assert prognostic_factors(joint, 0.05) == ["smoking", "ecog"]
+    joint = pd.DataFrame({"covariate": ["treatment", "smoking", "ecog", "age"], "df": [1, 1, 2, 1],
+                          "wald_p": [0.001, 0.01, 0.04, 0.2], "lr_p": [0.001, 0.01, 0.06, 0.2]})
+    assert prognostic_factors(joint, 0.05) == ["smoking", "ecog"]  # treatment is the exposure
 
 
 def test_a_factor_is_not_declared_from_one_of_its_levels():
@@ -211,7 +211,8 @@ def test_joint_tests_reach_the_json_the_metrics_and_the_printed_tables(small_res
     block = out["cox_joint_tests_multivariable_pfs"]
     assert list(block) == list(joint["covariate"]) and block["ecog"]["df"] == 2
     assert set(block["ecog"]) == {"df", "wald_chisq", "wald_p", "lr_chisq", "lr_p", "n"}
-    assert out["prognostic_factors_pfs"] == [c for c, t in block.items() if t["wald_p"] < 0.05]
+    assert out["prognostic_factors_pfs"] == [c for c, t in block.items()
+                                             if t["wald_p"] < 0.05 and c != "treatment"]
     assert {"cox_joint_tests_univariable_os", "cox_joint_tests_multivariable_os"} <= set(out)
     metrics = analysis.key_metrics(small_result)
     assert metrics["joint_wald_p_pfs_ecog"] == pytest.approx(block["ecog"]["wald_p"])

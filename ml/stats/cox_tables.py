@@ -154,5 +154,7 @@ def joint_tests_multivariable(df: pd.DataFrame, covariates: list[str], endpoint:
 
 def prognostic_factors(joint: pd.DataFrame, alpha: float) -> list[str]:
     """Covariates whose joint Wald test (all their terms together) has p < alpha in the
-    multivariable Cox (`joint_tests_multivariable`), in model order."""
-    return joint.loc[joint["wald_p"] < alpha, "covariate"].tolist()
+    multivariable Cox (`joint_tests_multivariable`), in model order. Treatment is the exposure
+    the model adjusts for, not a prognostic factor, and is left out."""
+    hits = joint[(joint["wald_p"] < alpha) & (joint["covariate"] != schema.TREATMENT)]
+    return hits["covariate"].tolist()

@@ -86,7 +86,7 @@ METHODS = {
                        "test.statistic = 'Wald')) and likelihood ratio against the model without the "
                        "covariate on the same complete cases (= R drop1(fit, test = 'Chisq'))",
     "prognostic_factors": "independent prognostic factors: the terms of the multivariable PFS Cox "
-                          "(treatment included) whose joint Wald test has p < alpha; a factor is judged "
+                          "(treatment, the exposure, left out) whose joint Wald test has p < alpha; a factor is judged "
                           "on all its levels together, the likelihood-ratio test is printed as a check",
     "ph_check": "scaled Schoenfeld residuals vs rank of time (Grambsch-Therneau approximation, as "
                 "lifelines' proportional_hazard_test; robust SE for the IPTW Cox); p < alpha flags "
