@@ -144,6 +144,20 @@ def test_a_level_absent_from_one_group_is_named():
             estimate_entropy_balance(df, TOY_CONFOUNDERS, "ate")
 
 
+def test_a_level_only_controls_have_makes_att_infeasible():
+    # ATT: the treated mean of ecog=2 is 0, so controls with ECOG 2 would need weight 0
+    df = _toy()
+    treated = df["treatment"] == schema.TREATED
+    df.loc[treated & (df["ecog"] == 2), "ecog"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(CausalInputError, match=r"'ecog' \(term ecog=2\).*edge.*the CI group"):
+            estimate_entropy_balance(df, TOY_CONFOUNDERS, "att")
+        # ATE: the treated cannot reach the overall share of ECOG 2 either
+        with pytest.raises(CausalInputError, match=r"'ecog' \(term ecog=2\).*edge.*the CIA group"):
+            estimate_entropy_balance(df, TOY_CONFOUNDERS, "ate")
+
+
 def test_a_target_outside_the_convex_hull_is_a_clear_error():
     # controls lie on the line x2 = x1, the treated mean does not: each range holds the target,
     # the hull does not

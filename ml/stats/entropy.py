@@ -125,17 +125,26 @@ def _confounder_of(terms: list[str]) -> str:
     return ", ".join(dict.fromkeys(f"'{split_term(t)[0]}' (term {t})" for t in terms))
 
 
-def _check_reachable(x: np.ndarray, target: np.ndarray, terms: list[str], label: str) -> None:
-    """A target mean outside a group's range of a term cannot be reached by any weights."""
+def _check_reachable(x: np.ndarray, target: np.ndarray, terms: list[str], label: str) -> np.ndarray:
+    """Which terms need a constraint; raise for a target no positive weights can reach.
+
+    A target on or outside the edge of a group's values of a term (e.g. a level that no patient
+    of the group has, or that all have) needs zero weights: infeasible. A term constant in the
+    group and equal to its target is balanced by any weights (left out of the solve).
+    """
     lo, hi = x.min(axis=0), x.max(axis=0)
-    out = [t for t, a, b, m in zip(terms, lo, hi, target, strict=True)
-           if m < a - 1e-12 or m > b + 1e-12 or (a == b and abs(m - a) > 1e-12)]
-    if out:
+    tol = 1e-12 * np.maximum(1.0, np.abs(target))
+    constant = hi - lo <= tol
+    met = constant & (np.abs(target - lo) <= tol)
+    out = ~met & ((target <= lo + tol) | (target >= hi - tol))
+    if out.any():
+        bad = [t for t, o in zip(terms, out, strict=True) if o]
         raise CausalInputError(
-            f"entropy balancing is infeasible: the target mean of confounder {_confounder_of(out)} "
-            f"lies outside the values of the {label} group (e.g. a level no {label} patient has); "
-            "no weights can balance it. Drop that confounder or merge its rare level, or use "
-            "method 'logistic' or 'overlap'")
+            f"entropy balancing is infeasible: the target mean of confounder {_confounder_of(bad)} "
+            f"is at or beyond the edge of the values of the {label} group (e.g. a level that no "
+            f"{label} patient has, or that every one has); no positive weights can balance it. "
+            "Drop that confounder or merge its rare level, or use method 'logistic' or 'overlap'")
+    return ~met
 
 
 def balance_group(x: np.ndarray, target: np.ndarray, scale: np.ndarray, terms: list[str],
@@ -146,10 +155,9 @@ def balance_group(x: np.ndarray, target: np.ndarray, scale: np.ndarray, terms: l
     weights unchanged and makes the tolerance a fraction of an SD). Returns (weights, lambda).
     Raises `CausalInputError` naming the terms when the target cannot be reached.
     """
-    keep = scale > 0  # a term constant in the cohort is balanced by any weights
+    keep = _check_reachable(x, target, terms, label) & (scale > 0)
     x, target, scale = x[:, keep], target[keep], scale[keep]
     kept_terms = [t for t, k in zip(terms, keep, strict=True) if k]
-    _check_reachable(x, target, kept_terms, label)
     c = (x - target) / scale
     fun, jac, hess, weights = _dual(c)
     res = minimize(fun, np.zeros(c.shape[1]), jac=jac, hess=hess, method="trust-exact",
