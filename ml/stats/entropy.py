@@ -15,9 +15,10 @@ covariance. scipy's Newton trust-region solver (`trust-exact`) takes the exact H
 
 The design is the propensity model's (`features.pipeline.build_preprocessor`: median / mode
 imputation, scaled numbers, one-hot levels without the reference), so 'balance' means the same
-terms as for the logistic propensity model; the means of the imputed values balance. A target
-outside the range, or in general outside the convex hull, of a group's design rows admits no
-solution: `CausalInputError` names the confounder.
+terms as for the logistic propensity model; the means of the imputed values balance (with missing
+values, the balance of the observed values alone is close to, not exactly, zero). A target on or
+outside the edge of a group's range of a term, or in general outside the interior of the convex
+hull of its design rows, admits no positive weights: `CausalInputError` names the confounder.
 """
 
 from __future__ import annotations
