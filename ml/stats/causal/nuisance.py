@@ -7,7 +7,8 @@ Conventions are those of R riskRegression's `ate()` for a `coxph` outcome model 
   baseline hazard (Efron ties: the Efron increments sum_l wbar / (S0 - l/d S0(D)), which is
   what `predictCox` and `survfit.coxph` use; Breslow ties: d / S0);
 - censoring: G(t) = exp(-Nelson-Aalen cumulative hazard of the censoring times), counting
-  as at risk at u everyone with time >= u (events at u included).
+  as at risk at u everyone with time >= u (events at u included); tied censoring times add
+  Efron's increments, as R's null `coxph` with its default ties does.
 """
 
 from __future__ import annotations
@@ -105,9 +106,12 @@ class CensoringModel:
         return np.exp(-np.concatenate([[0.0], np.cumsum(self.hazard)])[idx])
 
 
-def fit_censoring(time: np.ndarray, event: np.ndarray) -> CensoringModel:
-    """Nelson-Aalen of censoring: at each distinct censoring time u, (censored at u) / #(time >= u)."""
-    censored = ~event.astype(bool)
-    knots, counts = np.unique(time[censored], return_counts=True)
-    at_risk = len(time) - np.searchsorted(np.sort(time), knots, side="left")
-    return CensoringModel(knots=knots, hazard=counts / at_risk)
+def fit_censoring(time: np.ndarray, event: np.ndarray, ties: str = "efron") -> CensoringModel:
+    """The censoring hazard of a null Cox model of the censoring times, i.e. Nelson-Aalen:
+    c / Y(u) at each distinct censoring time u, Y(u) = #(time >= u); with Efron ties (R's
+    default for `coxph(Surv(time, event == 0) ~ 1)`), c tied censorings add sum_l 1 / (Y - l)."""
+    censored = ~np.asarray(event).astype(bool)
+    if not censored.any():
+        return CensoringModel(knots=np.zeros(0), hazard=np.zeros(0))
+    knots, hazard, _ = baseline_hazard(np.asarray(time, float), censored, np.zeros(len(time)), ties)
+    return CensoringModel(knots=knots, hazard=hazard)
