@@ -172,6 +172,10 @@ def test_adjusted_rmst_is_the_area_under_the_adjusted_curve():
         expected = area_under_step(curve["time"].to_numpy(), curve["survival"].to_numpy(), 9.5)
         assert row["rmst"].item() == pytest.approx(expected)
         assert row["ci_low"].isna().all()
+    by_tau = res.rmst_by_tau.groupby("estimator").last()
+    contrasts = res.rmst_contrasts[res.rmst_contrasts["contrast"] == "difference"].set_index("estimator")
+    np.testing.assert_allclose(by_tau["difference"], contrasts.loc[by_tau.index, "estimate"])
+    assert (res.rmst_by_tau.groupby("estimator")["time"].max() == 9.5).all()
     diff = res.differences.set_index(["estimator", "time"])["difference"]
     at = res.at_times.set_index(["estimator", "arm", "time"])["survival"]
     assert diff["aiptw", 12.0] == pytest.approx(at["aiptw", schema.TREATED, 12.0]
@@ -199,6 +203,10 @@ def test_adjusted_curves_refuse_a_tau_or_time_beyond_follow_up_and_an_arm_withou
         adjusted_survival(df, [6], tau=99.0, confounders=("age", "ecog"), replicates=0)
     with pytest.raises(CausalInputError, match=rf"times = 99 .*at most {bound:g}"):
         adjusted_survival(df, [6, 99], confounders=("age", "ecog"), replicates=0)
+    with pytest.raises(CausalInputError, match="times must be"):
+        adjusted_survival(df, [], confounders=("age", "ecog"), replicates=0)
+    with pytest.raises(CausalInputError, match="unknown adjusted-curve estimator"):
+        adjusted_survival(df, [6], estimators=("iptw", "tmle"), confounders=("age", "ecog"), replicates=0)
     quiet = df.assign(pfs_event=np.where(df[schema.TREATMENT] == schema.CONTROL, 0, df["pfs_event"]))
     with pytest.raises(CausalInputError, match=rf"arm {schema.CONTROL} has no events"):
         adjusted_survival(quiet, [6], confounders=("age", "ecog"), replicates=0)

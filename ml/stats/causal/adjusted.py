@@ -19,8 +19,9 @@ import pandas as pd
 
 from features import schema
 from ml.stats.causal import rmst as rmst_mod
-from ml.stats.causal.estimators import ARMS, ESTIMATORS, CausalSample, survival_on_grid
+from ml.stats.causal.estimators import ALL_ESTIMATORS, ARMS, ESTIMATORS, CausalSample, survival_on_grid
 from ml.stats.causal.resample import bootstrap_curves, stack
+from ml.stats.errors import CausalInputError
 from ml.stats.weighting import DEFAULT_CONFOUNDERS, IPTW, estimate_iptw, propensity_design
 
 METHODS = {
@@ -49,7 +50,9 @@ class AdjustedSurvival:
     the last horizon (for plots); `at_times`: the same at the requested horizons;
     `differences`: time, estimator, difference, ci_low, ci_high at the horizons;
     `rmst`: estimator, arm, rmst, se, ci_low, ci_high; `rmst_contrasts`: estimator, contrast,
-    estimate, se, ci_low, ci_high, p. CIs are NaN without bootstrap replicates.
+    estimate, se, ci_low, ci_high, p; `rmst_by_tau`: time (= tau), estimator, difference,
+    ci_low, ci_high: the RMST difference at every tau up to `tau` (the RMST-over-tau curve).
+    CIs are NaN without bootstrap replicates.
     """
 
     curves: pd.DataFrame
@@ -57,6 +60,7 @@ class AdjustedSurvival:
     differences: pd.DataFrame
     rmst: pd.DataFrame
     rmst_contrasts: pd.DataFrame
+    rmst_by_tau: pd.DataFrame
     tau: float
     confounders: tuple[str, ...]
     replicates: int
@@ -80,10 +84,13 @@ def _grid(sample: CausalSample, times: np.ndarray, tau: float) -> np.ndarray:
     return np.unique(np.concatenate([observed, times, [tau]]))
 
 
-def _areas(grid: np.ndarray, values: np.ndarray, tau: float) -> np.ndarray:
-    """RMST up to tau of every curve in `values` (..., grid)."""
-    flat = values.reshape(-1, values.shape[-1])
-    return np.array([rmst_mod.area_under_step(grid, row, tau) for row in flat]).reshape(values.shape[:-1])
+def cumulative_areas(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Area from 0 to each grid time under step curves `values` (..., grid) that are 1 before
+    the first grid time and jump only at grid times: the RMST at every tau on the grid."""
+    widths = np.diff(grid)
+    steps = np.cumsum(values[..., :-1] * widths, axis=-1)
+    first = np.full(values.shape[:-1] + (1,), grid[0])
+    return np.concatenate([first, grid[0] + steps], axis=-1)
 
 
 def _interval(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +132,17 @@ def _rmst_frames(point, reps, estimators, labels, alpha) -> tuple[pd.DataFrame, 
     return pd.DataFrame(arms), pd.concat(contrasts, ignore_index=True)[cols]
 
 
+def _checked_settings(times: Sequence[float], estimators: Sequence[str]) -> tuple[np.ndarray, tuple]:
+    values = np.unique(np.asarray(times, dtype=float))
+    if len(values) == 0 or not np.all(np.isfinite(values)) or values.min() <= 0:
+        raise CausalInputError(f"times must be one or more positive numbers of months, got {list(times)}")
+    unknown = [e for e in estimators if e not in ALL_ESTIMATORS]
+    if unknown or not estimators:
+        raise CausalInputError(f"unknown adjusted-curve estimator(s) {unknown or list(estimators)}; "
+                               f"expected some of {', '.join(ALL_ESTIMATORS)}")
+    return values, tuple(estimators)
+
+
 def adjusted_survival(df: pd.DataFrame, times: Sequence[float], *, tau: float | None = None,
                       confounders: Sequence[str] = DEFAULT_CONFOUNDERS, endpoint: str = "pfs",
                       estimators: Sequence[str] = ESTIMATORS, replicates: int = 200, seed: int = 2024,
@@ -139,22 +157,25 @@ def adjusted_survival(df: pd.DataFrame, times: Sequence[float], *, tau: float | 
     """
     time_col, event_col = schema.ENDPOINTS[endpoint]
     labels = (treated, control)
+    times, estimators = _checked_settings(times, estimators)
     sample, iptw = causal_sample(df, time_col, event_col, confounders, group, treated, control)
-    times = np.asarray(sorted(times), dtype=float)
     used_tau = rmst_mod.check_tau(tau, sample.time, sample.event, sample.treated, "tau", labels)
     rmst_mod.check_tau(float(times.max()), sample.time, sample.event, sample.treated, "times", labels)
-    estimators = tuple(estimators)
     grid = _grid(sample, times, used_tau)
     point = stack(survival_on_grid(sample, grid, estimators), estimators)
     reps, failed = bootstrap_curves(sample, grid, estimators, replicates, seed, progress)
-    at = np.searchsorted(grid, times)
-    rmst_arms, rmst_contrasts = _rmst_frames(_areas(grid, point, used_tau), _areas(grid, reps, used_tau),
-                                             estimators, labels, alpha)
+    at, k_tau = np.searchsorted(grid, times), int(np.searchsorted(grid, used_tau))
+    area, area_reps = cumulative_areas(grid, point), cumulative_areas(grid, reps)
+    rmst_arms, rmst_contrasts = _rmst_frames(area[..., k_tau], area_reps[..., k_tau], estimators,
+                                             labels, alpha)
     curves = _curve_frame(grid, point, reps, estimators, labels, alpha)
     return AdjustedSurvival(
         curves=curves, at_times=curves[curves["time"].isin(times)].reset_index(drop=True),
         differences=_difference_frame(times, point[..., at], reps[..., at], estimators, alpha),
-        rmst=rmst_arms, rmst_contrasts=rmst_contrasts, tau=used_tau,
+        rmst=rmst_arms, rmst_contrasts=rmst_contrasts,
+        rmst_by_tau=_difference_frame(grid[: k_tau + 1], area[..., : k_tau + 1],
+                                      area_reps[..., : k_tau + 1], estimators, alpha),
+        tau=used_tau,
         confounders=iptw.confounders, replicates=len(reps), failed=failed, iptw=iptw)
 
 
