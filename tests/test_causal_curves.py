@@ -210,3 +210,13 @@ def test_adjusted_curves_refuse_a_tau_or_time_beyond_follow_up_and_an_arm_withou
     quiet = df.assign(pfs_event=np.where(df[schema.TREATMENT] == schema.CONTROL, 0, df["pfs_event"]))
     with pytest.raises(CausalInputError, match=rf"arm {schema.CONTROL} has no events"):
         adjusted_survival(quiet, [6], confounders=("age", "ecog"), replicates=0)
+
+
+def test_aiptw_in_blocks_of_patients_is_the_same(monkeypatch):
+    from ml.stats.causal import estimators
+    sample, grid = _sample(_synthetic()), np.array([4.0, 9.0, 15.0])
+    whole = survival_on_grid(sample, grid, ("aiptw",))["aiptw"]
+    monkeypatch.setattr(estimators, "CELLS_PER_BLOCK", 7 * len(grid))  # a few patients per block
+    blocks = survival_on_grid(sample, grid, ("aiptw",))["aiptw"]
+    for arm in (True, False):
+        np.testing.assert_allclose(blocks[arm], whole[arm], rtol=1e-12)

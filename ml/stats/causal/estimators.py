@@ -32,6 +32,8 @@ ESTIMATORS = ("iptw", "gformula", "aiptw")
 ALL_ESTIMATORS = (*ESTIMATORS, "ipcw")
 ARMS = (True, False)
 """Treated first, then control."""
+CELLS_PER_BLOCK = 2_000_000
+"""Patients x times per block of the AIPTW augmentation (~16 MB a matrix)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,15 @@ def _augmentation(sample: CausalSample, arm: bool, rows: np.ndarray, outcome: Ou
 def _aiptw(sample: CausalSample, arm: bool, outcome: OutcomeModel, censoring: CensoringModel,
            grid: np.ndarray, s_ctf: np.ndarray, ipcw_risk: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(sample.treated == arm)
-    w = sample.ipw[rows]
-    aug = _augmentation(sample, arm, rows, outcome, censoring, grid)
     n = len(sample.time)
-    correction = (w[:, None] * (s_ctf[rows] + aug)).sum(0) / n - w.sum() / n
+    # the augmentation is (patients x censoring times): in blocks of rows, to bound the memory
+    block = max(1, CELLS_PER_BLOCK // max(len(censoring.knots), len(grid), 1))
+    weighted = np.zeros(len(grid))
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        aug = _augmentation(sample, arm, part, outcome, censoring, grid)
+        weighted += (sample.ipw[part, None] * (s_ctf[part] + aug)).sum(0)
+    correction = weighted / n - sample.ipw[rows].sum() / n
     risk = (1 - s_ctf).mean(0) + ipcw_risk + correction
     return 1 - risk
 
