@@ -32,6 +32,8 @@ METHODS = {
                    "R survival's se(rmean)); difference: normal CI; ratio: log scale, delta method"),
     "tau_rule": ("survRM2's default: the larger of the arms' last follow-up times when the arm "
                  "that ends first ends with an event, else the smaller"),
+    "when": ("RMST assumes no proportional hazards: it is the better summary than a hazard ratio "
+             "when the PH test rejects, or the curves cross or plateau"),
     "adjusted": ("area under the adjusted (IPTW, G-formula or AIPTW) survival curve up to tau; "
                  "bootstrap percentile CI, Wald p from the bootstrap SE (ratio: log scale)"),
 }
