@@ -154,6 +154,14 @@ def _cox_blocks(result: AnalysisResult) -> dict:
     return out
 
 
+def _ph_global(ph_tests: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Per model: the GLOBAL cox.zph test (chisq, df, p) and the time transform."""
+    rows = pd.concat(ph_tests.values(), ignore_index=True)
+    rows = rows[rows["level"] == "global"]
+    return {r.model: {"chisq": r.chisq, "df": int(r.df), "p": r.p, "transform": r.transform}
+            for r in rows.itertuples()}
+
+
 def to_dict(result: AnalysisResult) -> dict:
     """analysis.json as a dict (NaN -> None, so the JSON is valid)."""
     diag = result.iptw.diagnostics.set_index("group")
@@ -170,6 +178,7 @@ def to_dict(result: AnalysisResult) -> dict:
     out |= _cox_blocks(result)
     out |= {
         "ph_tests": _records(pd.concat(result.ph_tests.values(), ignore_index=True)),
+        "ph_global": _ph_global(result.ph_tests),
         "prognostic_factors_pfs": result.prognostic_factors,
         "side_by_side": _records(result.side_by_side),
         "bootstrap": {"replicates": result.bootstrap_replicates, "failed": result.bootstrap_failed},
