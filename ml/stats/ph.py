@@ -124,10 +124,15 @@ def _score_and_information(fit: CoxFit, g: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _chisq(u: np.ndarray, info: np.ndarray, cols: list[int]) -> float:
+    """The score statistic of the gammas in `cols`; NaN when their information is singular
+    (e.g. all events at one time: g is then constant and x * g(t) adds nothing to test)."""
     p = len(u)
     kk = list(range(p)) + [p + j for j in cols]
     vec = np.concatenate([np.zeros(p), u[cols]])
-    return float(vec @ np.linalg.solve(info[np.ix_(kk, kk)], vec))
+    try:
+        return float(vec @ np.linalg.solve(info[np.ix_(kk, kk)], vec))
+    except np.linalg.LinAlgError:
+        return float("nan")
 
 
 def covariate_groups(names) -> dict[str, list[int]]:
@@ -163,12 +168,14 @@ def ph_test(fit: CoxFit, alpha: float, model: str, transform: str = "km") -> pd.
     """`cox_zph` rows with the model's name and plain-language flags.
 
     Every row carries `ph_violated` (p < alpha); the note, what a reader acts on, is written
-    for the covariate rows (a factor judged on all its levels at once) and the GLOBAL row.
+    for the covariate rows (a factor judged on all its levels at once) and the GLOBAL row (not
+    when the model has one covariate: GLOBAL is then the same test).
     """
     table = cox_zph(fit, transform).table
+    single = (table["level"] == "covariate").sum() == 1  # GLOBAL is then that covariate's test
     notes = []
     for r in table.itertuples():
-        if r.p >= alpha or r.level == "term":
+        if not r.p < alpha or r.level == "term" or (r.level == "global" and single):
             notes.append("")
         elif r.level == "global":
             notes.append(f"GLOBAL: the global test rejects proportional hazards (p = {r.p:.3g}); "
