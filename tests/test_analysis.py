@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import yaml
 from lifelines import CoxPHFitter, KaplanMeierFitter
-from lifelines.statistics import proportional_hazard_test
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -29,6 +28,7 @@ from ml.stats.cox_tables import (
     prognostic_factors,
 )
 from ml.stats.errors import CausalInputError
+from ml.stats.ph import cox_zph
 from ml.stats.weighting import estimate_iptw
 from ml.workflows import analysis, analysis_report
 from ml.workflows.analysis_result import json_safe
@@ -71,6 +71,24 @@ def test_config_rejects_bad_truncation_and_unknown_covariates(tmp_path):
     with pytest.raises(ValueError, match="unknown covariate"):
         analysis.load_config(_write_experiment(tmp_path / "b.yaml", confounders=["shoe_size"]))
 
+    with pytest.raises(ValueError, match="ph_transform"):
+        analysis.load_config(_write_experiment(tmp_path / "c.yaml", ph_transform="kmm"))
+
+
+def test_ph_transform_from_the_config_reaches_both_ph_checks(twin_small, tmp_path):
+    config = analysis.load_config(_write_experiment(tmp_path / "rank.yaml", ph_transform="rank",
+                                                    bootstrap=0, cox_covariates=["ecog", "smoking"]))
+    result = analysis.run_analysis(twin_small.data, config)
+    ph = pd.concat(result.ph_tests.values(), ignore_index=True)
+    assert set(ph["transform"]) == {"rank"} and set(ph["model"]) >= {"IPTW PFS", "multivariable OS"}
+    df = twin_small.data
+    fit = fit_cox(df["pfs_months"], df["pfs_event"], result.iptw.treated.astype(float), result.iptw.weights)
+    expected = cox_zph(fit, "rank").table.iloc[-1]
+    got = ph[(ph["model"] == "IPTW PFS") & (ph["level"] == "global")].iloc[0]
+    assert got["chisq"] == pytest.approx(expected["chisq"], rel=1e-12)
+    assert analysis.mlflow_params(config)["ph_transform"] == "rank"
+    assert "cox.zph" in result.methods["ph_check"] and "mean 1" in result.methods["ph_check"]
+
 
 # --- the result -------------------------------------------------------------------------------
 
@@ -90,6 +108,9 @@ def test_json_holds_the_required_fields_and_is_strict_json(small_result):
     assert set(out["iptw_cox_pfs"]) >= {"hr", "se_log_hr_robust", "ci_low", "ci_high", "p"}
     assert set(out["cox_multivariable_pfs"]["treatment=CIA"]) == {"hr", "ci_low", "ci_high", "p"}
     assert set(out["ess"]) == {"CIA", "CI", "all"}
+    assert set(out["ph_global"]) == {"multivariable PFS", "IPTW PFS", "multivariable OS", "IPTW OS"}
+    assert out["ph_global"]["IPTW PFS"]["df"] == 1 and out["ph_global"]["IPTW PFS"]["transform"] == "km"
+    assert {r["level"] for r in out["ph_tests"]} == {"term", "covariate", "global"}
 
 
 def test_nan_serialises_as_null():
@@ -252,16 +273,19 @@ def _assert_same_table(ours: pd.DataFrame, cph: CoxPHFitter) -> None:
 
 
 @pytest.mark.parametrize("endpoint", ["pfs", "os"])
-def test_cox_tables_and_ph_check_agree_with_lifelines_on_the_twin(twin_small, endpoint):
+def test_cox_tables_agree_with_lifelines_and_carry_the_cox_zph_check(twin_small, endpoint):
+    """The PH check's numbers are R's cox.zph (tests/test_r_zph.py); here: its rows."""
     df = twin_small.data
     covariates = ["age", "smoking", "ecog", "prior_response", "liver_mets", "pdl1"]
     table, ph = cox_multivariable(df, covariates, endpoint)
-    cph, data = _lifelines_table(df, cox_design(df, covariates, treatment=True), endpoint)
+    cph, _ = _lifelines_table(df, cox_design(df, covariates, treatment=True), endpoint)
     _assert_same_table(table, cph)
-    ref = proportional_hazard_test(cph, data, time_transform="rank").summary
-    assert list(ph["term"]) == list(ref.index)  # listed by name, as lifelines does
-    np.testing.assert_allclose(ph["statistic"], ref["test_statistic"], rtol=1e-6)
-    np.testing.assert_allclose(ph["p"], ref["p"], rtol=1e-6)
+    assert list(ph.loc[ph["level"] == "term", "term"]) == list(table["term"])
+    grouped = ph[ph["level"] == "covariate"].set_index("term")["df"]
+    assert grouped.to_dict() == {"treatment": 1, "age": 1, "smoking": 1, "ecog": 2, "prior_response": 2,
+                                 "liver_mets": 1, "pdl1": 3}
+    assert ph.iloc[-1]["term"] == "GLOBAL" and ph.iloc[-1]["df"] == len(table)
+    assert (ph["transform"] == "km").all() and ph["p"].between(0, 1).all()
     uni = cox_univariable(df, ["ecog", "pdl1"], endpoint)
     for design in (cox_design(df, [], treatment=True), cox_design(df, ["ecog"]), cox_design(df, ["pdl1"])):
         cph, _ = _lifelines_table(df, design, endpoint)
@@ -303,7 +327,12 @@ def test_analysis_collects_warnings_instead_of_losing_them(twin_small):
 
 def test_analysis_figures_draw_every_panel(small_result, twin_small):
     figures = analysis_report.analysis_figures(small_result, twin_small.data)
-    assert set(figures) == {"km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png"}
+    assert set(figures) == {"km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png",
+                            "ph_schoenfeld_pfs.png", "ph_schoenfeld_os.png"}
+    schoenfeld = [ax for ax in figures["ph_schoenfeld_pfs.png"].axes if ax.get_visible()]
+    assert len(schoenfeld) == 1 + len(small_result.cox_multivariable["pfs"])  # IPTW + each term
+    assert schoenfeld[0].get_title().startswith("IPTW: treatment=CIA (p = ")
+    assert len(schoenfeld[0].get_lines()) == 4  # smooth, band (2), fitted log-HR
     unweighted, weighted = figures["km_pfs.png"].axes
     assert len(unweighted.get_lines()) >= 2  # one curve per group
     assert len(unweighted.collections) == 2 and not weighted.collections  # Greenwood bands unweighted only
@@ -342,7 +371,8 @@ def test_analyze_cli_end_to_end(mlflow_store, tmp_path):
     assert result["n"] == 150 and result["bootstrap"]["replicates"] == 10
     weights = pd.read_csv(out / "weights.csv")
     assert len(weights) == 150 and list(weights.columns) == ["id", "propensity", "weight"]
-    for name in ("km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png"):
+    for name in ("km_pfs.png", "km_os.png", "love_plot.png", "propensity_overlap.png",
+                 "ph_schoenfeld_pfs.png", "ph_schoenfeld_os.png"):
         assert (out / name).stat().st_size > 1000
     assert "logged to MLflow run" in res.output
     assert (mlflow_store / "mlruns" / "mlflow.db").exists()

@@ -208,12 +208,21 @@ def print_joint_tests(console: Console, univariable: Mapping[str, pd.DataFrame],
 
 
 def print_ph_flags(console: Console, ph_tests: pd.DataFrame) -> None:
-    """The terms whose PH check fails, each with its note; or that none does."""
-    flags = ph_tests[ph_tests["ph_violated"]]
+    """The PH check's p per covariate and GLOBAL (one column per model), then the flagged
+    covariates and models, each with its note; or that none is flagged."""
+    rows = ph_tests[ph_tests["level"] != "term"]
+    shown = rows.assign(cell=[f"{p:.3g} (chi2 {c:.2f}, df {d})"
+                              for p, c, d in zip(rows["p"], rows["chisq"], rows["df"], strict=True)])
+    wide = shown.pivot_table(index="term", columns="model", values="cell", aggfunc="first", sort=False)
+    wide = wide.loc[[t for t in wide.index if t != "GLOBAL"] + ["GLOBAL"]].fillna("")
+    transforms = ", ".join(dict.fromkeys(ph_tests["transform"]))
+    print_frame(console, wide.reset_index(), title=f"PH check: p of R's cox.zph score test per "
+                f"covariate and GLOBAL (time transform {transforms})")
+    flags = ph_tests[ph_tests["ph_violated"] & (ph_tests["note"] != "")]
     for r in flags.itertuples():
         console.print(f"[yellow]PH check ({r.model})[/]: {r.note}", highlight=False)
     if not len(flags):
-        console.print("PH check (Schoenfeld residuals): no term flagged", highlight=False)
+        console.print("PH check (cox.zph): no covariate and no model flagged", highlight=False)
 
 
 def print_methods(console: Console, methods: Mapping[str, str], warnings: Sequence[str]) -> None:

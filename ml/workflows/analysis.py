@@ -81,16 +81,13 @@ METHODS = {
     "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties), robust sandwich SE "
                 "I^-1 (sum w_i^2 U_i U_i') I^-1; bootstrap SE re-fits the propensity model per resample",
     "cox_tables": "Cox model (numpy, Efron ties), Wald CI and p from the model-based SE; complete cases",
-    "cox_joint_tests": "per covariate, all its terms together (df = number of terms): type-III Wald "
-                       "chi-square b' V^-1 b with the model-based V (= R car::Anova(fit, type = 'III', "
-                       "test.statistic = 'Wald')) and likelihood ratio against the model without the "
-                       "covariate on the same complete cases (= R drop1(fit, test = 'Chisq'))",
-    "prognostic_factors": "independent prognostic factors: the terms of the multivariable PFS Cox "
-                          "(treatment, the exposure, left out) whose joint Wald test has p < alpha; a factor is judged "
-                          "on all its levels together, the likelihood-ratio test is printed as a check",
-    "ph_check": "scaled Schoenfeld residuals vs rank of time (Grambsch-Therneau approximation, as "
-                "lifelines' proportional_hazard_test; robust SE for the IPTW Cox); p < alpha flags "
-                "non-proportional hazards",
+    "ph_check": "R's cox.zph (survival >= 3.0): exact score test of adding x * g(t) to the fitted "
+                "Cox model (Efron ties as the fit), per term, per covariate (a factor's levels "
+                "together, df = levels - 1) and GLOBAL; g = the configured transform of time (km, "
+                "R's default: 1 - KM(t-) of all patients, unweighted); model-based information, "
+                "also for the IPTW Cox (as R); IPTW weights rescaled to mean 1 first, so the test "
+                "does not depend on the weights' scale (= R on w / mean(w)); p < alpha on a "
+                "covariate or GLOBAL flags non-proportional hazards",
     "smd": "treated minus control, pooled SD of the unweighted groups (cobalt convention)",
     "ess": "Kish effective sample size (sum w)^2 / sum w^2 per group",
 }
@@ -130,8 +127,8 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     boot = bootstrap_iptw(df, iptw, config.bootstrap, config.seed, progress) if config.bootstrap else None
     medians = _medians(df, iptw, boot, config.alpha)
     logrank_tests = _logrank(df, iptw)
-    iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha)
-    uni, multi, ph = _cox_tables(df, config.cox_covariates, config.alpha)
+    iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha, config.ph_transform)
+    uni, multi, ph = _cox_tables(df, config.cox_covariates, config.alpha, config.ph_transform)
     joint = _joint_tests(df, config.cox_covariates)
     ph = {ep: pd.concat([ph[ep], iptw_ph[ep]], ignore_index=True) for ep in schema.ENDPOINTS}
     result = AnalysisResult(
@@ -258,7 +255,8 @@ def _iptw_cox_row(fit: CoxFit, boot: pd.DataFrame | None, endpoint: str, alpha: 
     return out
 
 
-def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alpha: float
+def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alpha: float,
+                   ph_transform: str = "km"
                    ) -> tuple[dict[str, dict], dict[str, dict], dict[str, pd.DataFrame]]:
     """Per endpoint: the IPTW Cox for treatment, the crude Cox, and the IPTW Cox's PH check."""
     iptw_cox, crude_cox, ph = {}, {}, {}
@@ -268,15 +266,16 @@ def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alph
         weighted = fit_cox(time, event, x, iptw.weights, names=[TREATMENT_TERM])
         iptw_cox[ep] = _iptw_cox_row(weighted, boot, ep, alpha)
         crude_cox[ep] = _cox_row(fit_cox(time, event, x, names=[TREATMENT_TERM]), alpha, robust=False)
-        ph[ep] = ph_test(weighted, alpha, model=f"IPTW {ENDPOINT_NAMES[ep]}", se=weighted.se_robust)
+        ph[ep] = ph_test(weighted, alpha, model=f"IPTW {ENDPOINT_NAMES[ep]}", transform=ph_transform)
     return iptw_cox, crude_cox, ph
 
 
-def _cox_tables(df: pd.DataFrame, covariates: list[str], alpha: float) -> tuple[dict, dict, dict]:
+def _cox_tables(df: pd.DataFrame, covariates: list[str], alpha: float,
+                ph_transform: str = "km") -> tuple[dict, dict, dict]:
     uni, multi, ph = {}, {}, {}
     for ep in schema.ENDPOINTS:
         uni[ep] = cox_univariable(df, covariates, ep, alpha)
-        multi[ep], ph[ep] = cox_multivariable(df, covariates, ep, alpha)
+        multi[ep], ph[ep] = cox_multivariable(df, covariates, ep, alpha, ph_transform)
     return uni, multi, ph
 
 

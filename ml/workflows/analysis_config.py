@@ -49,6 +49,7 @@ class AnalysisConfig(BaseModel):
     seed: int = Field(2024, ge=0)
     alpha: float = Field(0.05, gt=0, lt=1)
     cox_covariates: list[str] = Field(default_factory=lambda: list(schema.COVARIATES))
+    ph_transform: Literal["km", "rank", "identity", "log"] = "km"
     published: Published | None = None
 
     @field_validator("confounders", "cox_covariates")
@@ -94,4 +95,5 @@ def mlflow_params(config: AnalysisConfig) -> dict[str, object]:
     return {"confounders": ",".join(config.confounders), "estimand": config.estimand,
             "stabilized": config.stabilized, "truncate": config.truncate,
             "bootstrap": config.bootstrap, "seed": config.seed, "alpha": config.alpha,
-            "cox_covariates": ",".join(config.cox_covariates), "config_version": config.version}
+            "cox_covariates": ",".join(config.cox_covariates), "config_version": config.version,
+            "ph_transform": config.ph_transform}

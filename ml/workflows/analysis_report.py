@@ -6,14 +6,20 @@ numbers and group labels out of an `AnalysisResult` (and the cohort) and hands t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from rich.console import Console
 
 from features import schema
+from features.contract import term
 from ml.reporting import analysis_plots as plots
-from ml.reporting import display
+from ml.reporting import display, ph_plots
+from ml.stats.cox import CoxFit, fit_cox
+from ml.stats.cox_tables import ENDPOINT_NAMES, cox_design, fit_complete_cases
 from ml.stats.km import km_frame
+from ml.stats.ph import cox_zph, zph_smooth
 from ml.workflows.analysis_result import AnalysisResult
 
 GROUPS = (schema.TREATED, schema.CONTROL)
@@ -52,7 +58,8 @@ def _curves(df: pd.DataFrame, endpoint: str, weights: np.ndarray | None) -> dict
 
 
 def analysis_figures(result: AnalysisResult, df: pd.DataFrame) -> dict[str, object]:
-    """The analysis figures by file name: KM PFS / OS (unweighted | IPTW), Love plot, overlap."""
+    """The analysis figures by file name: KM PFS / OS (unweighted | IPTW), the PH check's
+    Schoenfeld residuals per endpoint, Love plot, overlap."""
     figures = {}
     group = df[schema.TREATMENT].to_numpy()
     for endpoint, (tcol, _) in schema.ENDPOINTS.items():
@@ -62,7 +69,35 @@ def analysis_figures(result: AnalysisResult, df: pd.DataFrame) -> dict[str, obje
                   (f"{name}, IPTW-weighted ({result.iptw.estimand.upper()})",
                    _curves(df, endpoint, result.iptw.weights))]
         figures[f"km_{endpoint}.png"] = plots.km_figure(panels, f"{name} probability", follow_up)
+    figures |= {f"ph_schoenfeld_{ep}.png": schoenfeld_figure(result, df, ep) for ep in schema.ENDPOINTS}
     figures["love_plot.png"] = plots.love_figure(result.smd, result.config.balance_threshold)
     figures["propensity_overlap.png"] = plots.overlap_figure(result.iptw.propensity,
                                                              result.iptw.treated, GROUPS)
     return figures
+
+
+def _zph_panels(fit: CoxFit, transform: str, model: str) -> list[ph_plots.SchoenfeldPanel]:
+    zph = cox_zph(fit, transform)
+    p = zph.table[zph.table["level"] == "term"].set_index("term")["p"]
+    return [ph_plots.SchoenfeldPanel(
+        title=f"{model}: {name}", g=zph.g, beta_t=zph.beta_t[name].to_numpy(), coef=float(fit.coef[j]),
+        smooth=zph_smooth(zph.g, zph.beta_t[name].to_numpy(), zph.var[j, j]), p=float(p[name]),
+        time=zph.time) for j, name in enumerate(fit.names)]
+
+
+def schoenfeld_figure(result: AnalysisResult, df: pd.DataFrame, endpoint: str):
+    """The PH check drawn (R's plot.cox.zph): beta(t) of the IPTW Cox's treatment term, then of
+    each term of the multivariable Cox, each with its spline smooth and +-2 SE band. The two
+    models are re-fitted as the analysis fitted them (deterministic: the same estimates)."""
+    cfg, name = result.config, ENDPOINT_NAMES[endpoint]
+    tcol, ecol = schema.ENDPOINTS[endpoint]
+    iptw = fit_cox(df[tcol], df[ecol], result.iptw.treated.astype(float), result.iptw.weights,
+                   names=[term(schema.TREATMENT, schema.TREATED)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the analysis already reported left-out constant terms
+        multi = fit_complete_cases(cox_design(df, cfg.cox_covariates, treatment=True), df, endpoint)
+    panels = _zph_panels(iptw, cfg.ph_transform, "IPTW") + _zph_panels(multi, cfg.ph_transform, "multi")
+    return ph_plots.schoenfeld_figure(
+        panels, xlabel=f"{name} time (months), {cfg.ph_transform} scale",
+        suptitle=f"{name}: scaled Schoenfeld residuals beta(t) with natural-spline smooth (df 4) "
+                 f"and +-2 SE band; p of cox.zph (transform {cfg.ph_transform})")

@@ -161,6 +161,12 @@ def _joint_blocks(result: AnalysisResult) -> dict:
     """cox_joint_tests_<model>_<endpoint>: {covariate: {df, wald_chisq, wald_p, lr_chisq, lr_p, n}}."""
     return {f"cox_joint_tests_{model}_{ep}": table.set_index("covariate").to_dict(orient="index")
             for model, tables in result.cox_joint_tests.items() for ep, table in tables.items()}
+def _ph_global(ph_tests: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Per model: the GLOBAL cox.zph test (chisq, df, p) and the time transform."""
+    rows = pd.concat(ph_tests.values(), ignore_index=True)
+    rows = rows[rows["level"] == "global"]
+    return {r.model: {"chisq": r.chisq, "df": int(r.df), "p": r.p, "transform": r.transform}
+            for r in rows.itertuples()}
 
 
 def to_dict(result: AnalysisResult) -> dict:
@@ -180,6 +186,7 @@ def to_dict(result: AnalysisResult) -> dict:
     out |= _joint_blocks(result)
     out |= {
         "ph_tests": _records(pd.concat(result.ph_tests.values(), ignore_index=True)),
+        "ph_global": _ph_global(result.ph_tests),
         "prognostic_factors_pfs": result.prognostic_factors,
         "side_by_side": _records(result.side_by_side),
         "bootstrap": {"replicates": result.bootstrap_replicates, "failed": result.bootstrap_failed},
