@@ -75,7 +75,11 @@ METHODS = {
     "ph_check": "scaled Schoenfeld residuals vs rank of time (Grambsch-Therneau approximation, as "
                 "lifelines' proportional_hazard_test; robust SE for the IPTW Cox); p < alpha flags "
                 "non-proportional hazards",
-    "smd": "treated minus control, pooled SD of the unweighted groups (cobalt convention)",
+    "smd": "treated minus control (weighted means after weighting) over an SD of the unweighted groups, "
+           "as R cobalt's bal.tab: pooled sqrt((s_t^2 + s_c^2)/2) for ATE and overlap weights, the "
+           "treated group's s_t for ATT (s.d.denom defaults); sample variances (n - 1) for continuous "
+           "covariates; category levels standardized too, with variance p(1 - p) (cobalt binary = 'std'; "
+           "cobalt's default would print raw differences in proportions); analysis.json smd_convention",
     "ess": "Kish effective sample size (sum w)^2 / sum w^2 per group",
 }
 
@@ -119,8 +123,8 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     ph = {ep: pd.concat([ph[ep], iptw_ph[ep]], ignore_index=True) for ep in schema.ENDPOINTS}
     result = AnalysisResult(
         config=config, n=len(df), n_by_group=sizes, iptw=iptw,
-        table_one_before=table_one(df, covariates),
-        table_one_after=table_one(df, covariates, weights=iptw.weights),
+        table_one_before=table_one(df, covariates, estimand=iptw.estimand),
+        table_one_after=table_one(df, covariates, weights=iptw.weights, estimand=iptw.estimand),
         smd=smd, balance=_balance(smd, config.balance_threshold), medians=medians,
         logrank=logrank_tests, cox_univariable=uni, cox_multivariable=multi, ph_tests=ph,
         iptw_cox=iptw_cox, crude_cox=crude_cox,
@@ -156,8 +160,8 @@ def _require_events(df: pd.DataFrame) -> None:
 
 
 def _smd_frame(df: pd.DataFrame, covariates: list[str], iptw: IPTW) -> pd.DataFrame:
-    before = standardized_differences(df, covariates)
-    after = standardized_differences(df, covariates, weights=iptw.weights)
+    before = standardized_differences(df, covariates, estimand=iptw.estimand)
+    after = standardized_differences(df, covariates, weights=iptw.weights, estimand=iptw.estimand)
     covariate = [split_term(name)[0] for name in before.index]
     return pd.DataFrame({"term": before.index, "covariate": covariate,
                          "confounder": [c in iptw.confounders for c in covariate],
