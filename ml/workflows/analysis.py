@@ -67,14 +67,25 @@ METHODS = {
     "logrank_unweighted": "log-rank test, hypergeometric variance",
     "logrank_weighted": "weighted log-rank as the robust score test of the IPTW Cox model at HR = 1 "
                         "(weighted observed - expected, sandwich variance sum (w_i U_i)^2, Lin & Wei "
-                        "1989; R coxph robust score test); weights treated as fixed, conservative for "
-                        "ATE weights",
-    "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties), robust sandwich SE "
-                "I^-1 (sum w_i^2 U_i U_i') I^-1; bootstrap SE re-fits the propensity model per resample",
+                        "1989; R coxph robust score test); weights treated as fixed (known)",
+    "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties; R coxph(weights = w, robust = TRUE)), "
+                "reported with two intervals: the robust sandwich I^-1 (sum w_i^2 U_i U_i') I^-1, which "
+                "treats the weights as known, and the bootstrap (patients resampled within each group, "
+                "propensity model re-fitted and weights recomputed per resample). The primary CI (ci_low, "
+                "ci_high; primary_ci in analysis.json) is the bootstrap percentile interval when the "
+                "bootstrap is run, with p from the bootstrap SE: it carries the uncertainty of the "
+                "estimated weights, which the sandwich leaves out, and the sandwich is not reliably "
+                "conservative here (on the default twin, n = 101, the bootstrap SE is 13-24 % larger). "
+                "With bootstrap: 0 the robust CI and p are primary",
     "cox_tables": "Cox model (numpy, Efron ties), Wald CI and p from the model-based SE; complete cases",
     "ph_check": "scaled Schoenfeld residuals vs rank of time (Grambsch-Therneau approximation, as "
                 "lifelines' proportional_hazard_test; robust SE for the IPTW Cox); p < alpha flags "
                 "non-proportional hazards",
+    "propensity": "unpenalised logistic regression at its maximum-likelihood estimate (Newton to a gradient "
+                  "of 1e-12; R glm(family = binomial))",
+    "km_median": "KM median as R's quantile.survfit: first time S(t) < 0.5; on an exact 0.5 plateau the "
+                 "midpoint of the plateau (to the last follow-up if the curve stays there); same rule for "
+                 "the CI bounds' medians",
     "smd": "treated minus control (weighted means after weighting) over an SD of the unweighted groups, "
            "as R cobalt's bal.tab: pooled sqrt((s_t^2 + s_c^2)/2) for ATE and overlap weights, the "
            "treated group's s_t for ATT (s.d.denom defaults); sample variances (n - 1) for continuous "
@@ -235,14 +246,30 @@ def _cox_row(fit: CoxFit, alpha: float, robust: bool = True) -> dict:
             "n": fit.n, "events": fit.events}
 
 
+PRIMARY_CI = {
+    "bootstrap_percentile": "percentile bootstrap CI (propensity re-fitted per resample), p from the "
+                            "bootstrap SE",
+    "robust": "robust sandwich CI and p (weights treated as known; no bootstrap was run)",
+}
+
+
 def _iptw_cox_row(fit: CoxFit, boot: pd.DataFrame | None, endpoint: str, alpha: float) -> dict:
+    """Both intervals (robust sandwich, and bootstrap when run); `ci_low`/`ci_high`/`p` are the
+    primary ones, named in `primary_ci` (see METHODS["iptw_cox"] for the choice)."""
     row = _cox_row(fit, alpha, robust=True)
     out = {"hr": row["hr"], "log_hr": row["log_hr"], "se_log_hr_robust": row["se_log_hr"],
-           "se_log_hr_model": float(fit.se_model[0]), "ci_low": row["ci_low"],
-           "ci_high": row["ci_high"], "p": row["p"], "n": fit.n, "events": fit.events}
+           "se_log_hr_model": float(fit.se_model[0]), "ci_low_robust": row["ci_low"],
+           "ci_high_robust": row["ci_high"], "p_robust": row["p"], "n": fit.n, "events": fit.events}
+    primary = "robust"
     if boot is not None and len(boot):
         out |= bootstrap_log_hr_summary(row["log_hr"], boot[f"{endpoint}_log_hr"].to_numpy(), alpha)
-    return out
+        primary = "bootstrap_percentile"
+    if primary == "robust":
+        out |= {"ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p"]}
+    else:
+        out |= {"ci_low": out["ci_low_bootstrap_percentile"], "ci_high": out["ci_high_bootstrap_percentile"],
+                "p": out["p_bootstrap"]}
+    return out | {"primary_ci": primary, "primary_ci_method": PRIMARY_CI[primary]}
 
 
 def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alpha: float
