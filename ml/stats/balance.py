@@ -129,7 +129,9 @@ def _summarise(values: pd.Series, w: np.ndarray, categorical: bool, level: objec
     if categorical:
         count = float(w[ok & (values == level).to_numpy()].sum())
         total = float(w[ok].sum())
-        pct = 100 * count / total if total else float("nan")
+        if not total:
+            return "-"  # missing on every row of the group
+        pct = 100 * count / total
         return f"{count:.0f} ({pct:.1f}%)" if np.allclose(w, 1) else f"{count:.1f} ({pct:.1f}%)"
     x = values.to_numpy(dtype=float)[ok]
     if len(x) == 0:

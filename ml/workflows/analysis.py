@@ -130,7 +130,7 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     medians = _medians(df, iptw, boot, config.alpha)
     logrank_tests = _logrank(df, iptw)
     iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha)
-    uni, multi, ph = _cox_tables(df, config.cox_covariates, config.alpha)
+    uni, multi, ph = _cox_tables(df, _observed_covariates(df, config.cox_covariates), config.alpha)
     ph = {ep: pd.concat([ph[ep], iptw_ph[ep]], ignore_index=True) for ep in schema.ENDPOINTS}
     result = AnalysisResult(
         config=config, n=len(df), n_by_group=sizes, iptw=iptw,
@@ -284,6 +284,16 @@ def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alph
         crude_cox[ep] = _cox_row(fit_cox(time, event, x, names=[TREATMENT_TERM]), alpha, robust=False)
         ph[ep] = ph_test(weighted, alpha, model=f"IPTW {ENDPOINT_NAMES[ep]}", se=weighted.se_robust)
     return iptw_cox, crude_cox, ph
+
+
+def _observed_covariates(df: pd.DataFrame, covariates: list[str]) -> list[str]:
+    """The Cox tables' covariates less those missing on every row (named in a warning): complete
+    cases would otherwise be none."""
+    empty = [c for c in covariates if c in df.columns and df[c].isna().all()]
+    if empty:
+        warnings.warn(f"covariate(s) {', '.join(empty)} missing on every row: left out of the Cox tables",
+                      stacklevel=3)
+    return [c for c in covariates if c not in empty]
 
 
 def _cox_tables(df: pd.DataFrame, covariates: list[str], alpha: float) -> tuple[dict, dict, dict]:
