@@ -84,6 +84,11 @@ km_q <- function(time, event) {
   ifelse(is.na(v), NaN, v)
 }
 for (s in unique(d$set)) emit(s, km_q(d$time[d$set == s], d$event[d$set == s]))
+for (s in unique(dw$set)) {
+  x <- dw[dw$set == s, ]
+  m <- quantile(survfit(Surv(time, event) ~ 1, data = x, weights = w), 0.5, conf.int = FALSE)
+  emit(s, ifelse(is.na(m), NaN, m))
+}
 r_sets <- list(lung = data.frame(time = lung$time, event = lung$status == 2, g = lung$sex),
                veteran = data.frame(time = veteran$time, event = veteran$status, g = veteran$trt))
 for (nm in names(r_sets)) {
@@ -119,11 +124,30 @@ def _km_sets(twins: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, np.n
     return sets
 
 
+def _weighted_km_sets(twins: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, ...]]:
+    """IPTW-weighted curves per group (the analysis's weighted medians), and a weighted plateau."""
+    sets = {"weighted_plateau": (np.arange(1.0, 7.0), np.ones(6), np.array([2.0, 1, 1, 2, 1, 1]))}
+    for name, df in twins.items():
+        iptw = estimate_iptw(df)
+        for ep, (tcol, ecol) in schema.ENDPOINTS.items():
+            for g, mask in ((schema.TREATED, iptw.treated), (schema.CONTROL, ~iptw.treated)):
+                time, event = df[tcol].to_numpy(float)[mask], df[ecol].to_numpy(float)[mask]
+                sets[f"w_{name}_{ep}_{g}"] = (time, event, iptw.weights[mask])
+                sets[f"w_{name}_{ep}_{g}_ties"] = (np.ceil(time / 2), event, iptw.weights[mask])
+    return sets
+
+
 @needs_r()
 def test_km_median_and_ci_are_survfit_quantiles(twins):
     sets = _km_sets(twins)
+    weighted = _weighted_km_sets(twins)
     d = pd.concat([pd.DataFrame({"set": name, "time": t, "event": e}) for name, (t, e) in sets.items()])
-    r = run_r(R_KM, d=d)
+    dw = pd.concat([pd.DataFrame({"set": name, "time": t, "event": e, "w": w})
+                    for name, (t, e, w) in weighted.items()])
+    r = run_r(R_KM, d=d, dw=dw)
+    for name, (time, event, w) in weighted.items():
+        assert km.km_median_fast(time, event, w) == pytest.approx(r[name][0], rel=R_TOL, nan_ok=True), name
+    assert r["weighted_plateau"][0] == 3.5  # S = 1 - (2 + 1 + 1) / 8 = 0.5 on [3, 4)
     for name in ("lung", "veteran"):
         time, event, g = (r[f"data_{name}_{c}"] for c in ("time", "event", "g"))
         sets[name] = (time, event)
