@@ -21,6 +21,7 @@ levels are then pooled like any other.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ from features.contract import (
     TREATMENT,
     term,
 )
+from features.errors import InputWarning
 
 ONE_HOT_SEPARATOR = TERM_SEPARATOR  # one-hot columns are named like contract terms
 INFREQUENT_LEVEL = "infrequent"
@@ -87,7 +89,9 @@ def infer_spec(df: pd.DataFrame, exclude: Sequence[str] = (),
     Numeric columns, integer codes included, are numeric; booleans and text are categorical.
     A text column with more than `max_levels` distinct values is refused (it is probably an
     id or free text), with a message naming it; a declared categorical column is not. Levels
-    seen in fewer than `min_level_rows` training rows are pooled (None: never).
+    seen in fewer than `min_level_rows` training rows are pooled (None: never). A column
+    missing on every row is accepted and left out of the spec, with an `InputWarning` naming it
+    (as `features.datasets.from_cohort` does for the contract's covariates).
     """
     num, cat = [], {}
     for col in df.columns:
@@ -108,11 +112,13 @@ def infer_spec(df: pd.DataFrame, exclude: Sequence[str] = (),
                     f"{max_levels}); drop it or declare it categorical"
                 )
             cat[col] = None
-    for col in df.columns:
-        if col in exclude:
-            continue
-        if df[col].isna().all():
-            raise ValueError(f"feature column '{col}' is entirely missing; drop it")
+    empty = [str(c) for c in df.columns if c not in exclude and df[c].isna().all()]
+    if empty:
+        warnings.warn(f"feature column(s) {', '.join(empty)} entirely missing: accepted, but left out of "
+                      "the features (imputing them would give a constant, which carries no information)",
+                      InputWarning, stacklevel=2)
+        num = [c for c in num if c not in empty]
+        cat = {c: lv for c, lv in cat.items() if c not in empty}
     return FeatureSpec(numeric=tuple(num), categorical=cat, min_level_rows=min_level_rows)
 
 

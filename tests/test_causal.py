@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features import schema
-from ml.stats.balance import standardized_differences, table_one
+from ml.stats.balance import smd_convention, standardized_differences, table_one
 from ml.stats.errors import CausalInputError, ExtremeWeightsWarning, SeparationWarning
 from ml.stats.weighting import estimate_iptw, fit_propensity, iptw_weights, stratified_resample
 
@@ -21,25 +21,29 @@ from ml.stats.weighting import estimate_iptw, fit_propensity, iptw_weights, stra
 
 
 def test_smd_matches_hand_computation_with_and_without_weights():
+    """cobalt's conventions, by hand. age: treated 50, 60, 70 (mean 60, s^2 = 100), control 55, 65,
+    75, 80 (mean 68.75, s^2 = 368.75 / 3, n - 1); smoking=ever: p = 2/3 vs 1/4, variance p(1 - p)."""
     df = pd.DataFrame({
         "treatment": ["CIA", "CIA", "CIA", "CI", "CI", "CI", "CI"],
         "age": [50.0, 60.0, 70.0, 55.0, 65.0, 75.0, 80.0],
         "smoking": ["ever", "never", "ever", "never", "never", "ever", "never"],
     })
-    w = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 1.5])
-    t = df["treatment"].eq("CIA").to_numpy()
-    age = df["age"].to_numpy()
-    sd = np.sqrt((np.var(age[t]) + np.var(age[~t])) / 2)  # unweighted pooled SD, both times
-    smd = standardized_differences(df, ["age", "smoking"])
-    assert smd["age"] == pytest.approx((age[t].mean() - age[~t].mean()) / sd)
-    smd_w = standardized_differences(df, ["age", "smoking"], weights=w)
-    m1 = np.sum(w[t] * age[t]) / w[t].sum()
-    m0 = np.sum(w[~t] * age[~t]) / w[~t].sum()
-    assert smd_w["age"] == pytest.approx((m1 - m0) / sd)
-    ever = df["smoking"].eq("ever").to_numpy().astype(float)
-    p1, p0 = ever[t].mean(), ever[~t].mean()
-    sd_ever = np.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / 2)
-    assert smd["smoking=ever"] == pytest.approx((p1 - p0) / sd_ever)
+    w = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 1.5])  # weighted means: 60 vs 362.5 / 5 = 72.5
+    pooled_age = np.sqrt((100 + 368.75 / 3) / 2)
+    pooled_ever = np.sqrt((2 / 9 + 3 / 16) / 2)
+    for estimand in ("ate", "overlap"):  # pooled SD of the unweighted groups
+        smd = standardized_differences(df, ["age", "smoking"], estimand=estimand)
+        assert smd["age"] == pytest.approx(-8.75 / pooled_age, rel=1e-12)
+        assert smd["smoking=ever"] == pytest.approx((5 / 12) / pooled_ever, rel=1e-12)
+        smd_w = standardized_differences(df, ["age"], weights=w, estimand=estimand)
+        assert smd_w["age"] == pytest.approx(-12.5 / pooled_age, rel=1e-12)
+    att = standardized_differences(df, ["age", "smoking"], estimand="att")  # the treated SD: 10
+    assert att["age"] == pytest.approx(-0.875, rel=1e-12)
+    assert att["smoking=ever"] == pytest.approx(5 / (4 * np.sqrt(2)), rel=1e-12)
+    assert standardized_differences(df, ["age"], weights=w, estimand="att")["age"] == pytest.approx(-1.25)
+    assert smd_convention("att")["sd_denominator"] == "treated"
+    with pytest.raises(ValueError, match="unknown estimand"):
+        standardized_differences(df, ["age"], estimand="atc")
 
 
 # --- IPTW and the input checks -------------------------------------------------------------

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from features import datasets as D
+from features.errors import InputWarning
 from features.pipeline import build_preprocessor, cohort_spec
 from features.schema import validate
 from features.twin import DEFAULT_CONFIG_PATH, load_config
@@ -51,13 +52,18 @@ def test_any_table_is_inferred_and_keeps_missing_values():
     (lambda df: df.drop(columns=["t"]), "no time column 't'"),
     (lambda df: df.assign(d=2), "must hold 0/1"),
     (lambda df: df.assign(d=0), "no events"),
-    (lambda df: df.assign(age=np.nan), "entirely missing"),
     (lambda df: df.assign(t=-1.0), "<= 0"),
     (lambda df: df.assign(arm=np.arange(60) % 3), "two groups"),
 ])
 def test_bad_tables_are_refused_with_a_clear_message(change, message):
     with pytest.raises(D.DatasetError, match=message):
         D.from_table(change(_table()), "t", "d", drop=["id"], treatment="arm")
+
+
+def test_an_entirely_missing_feature_is_accepted_and_left_out_with_a_warning():
+    with pytest.warns(InputWarning, match="age entirely missing"):
+        data = D.from_table(_table().assign(age=np.nan), "t", "d", drop=["id"], treatment="arm")
+    assert "age" not in data.spec.columns and "grade" in data.spec.columns
 
 
 # ------------------------------------------------------------------ cohort tables

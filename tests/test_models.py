@@ -203,3 +203,20 @@ def test_xgboost_models_take_feature_names_xgboost_itself_refuses(twin_xy):
         assert list(est.feature_names_in_) == list(odd.columns)
         assert np.allclose(est.predict(odd), _fit(name, X, y).predict(X))  # names never enter the fit
         assert np.allclose(est.predict(odd[odd.columns[::-1]]), est.predict(odd))  # realigned by name
+
+
+def test_iptw_cox_weights_are_the_analysis_weights():
+    """Same confounders, same rows: the benchmark's IPTW Cox fits the analysis's propensity model
+    (unpenalised MLE) and weights with the analysis's defaults (ATE, stabilized, no truncation)."""
+    from ml.stats.weighting import DEFAULT_CONFOUNDERS, estimate_iptw
+    from ml.workflows.analysis_config import AnalysisConfig
+
+    defaults = models.IPTWCox()
+    config = AnalysisConfig()
+    assert (defaults.estimand, defaults.stabilized, defaults.truncate, defaults.propensity_C) == (
+        config.estimand, config.stabilized, config.truncation, None)
+    data = datasets.twin(n=300, seed=11)
+    X = models.make_pipeline("cox", data.spec)[0].fit_transform(data.X)
+    est = _fit("iptw_cox", X, data.y, confounders=DEFAULT_CONFOUNDERS)
+    analysis = estimate_iptw(data.frame)
+    np.testing.assert_allclose(est.iptw_, analysis.weights, rtol=1e-8)

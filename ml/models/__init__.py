@@ -39,7 +39,8 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     "cox": ModelEntry(CoxPH, "multivariable Cox (weighted partial likelihood, Efron ties, "
                       f"ridge {DEFAULT_RIDGE:g})"),
-    "iptw_cox": ModelEntry(IPTWCox, "Cox with IPTW weights, propensity fitted in each training fold",
+    "iptw_cox": ModelEntry(IPTWCox, "Cox with IPTW weights, propensity fitted in each training fold "
+                           "(the analysis's: unpenalised logistic MLE; ATE, stabilized, untruncated)",
                            needs_treatment=True),
     "coxnet": ModelEntry(Coxnet, "elastic-net Cox (alpha 0.05, l1_ratio 0.5)"),
     "rsf": ModelEntry(RSF, "random survival forest (scikit-survival)", random=True),

@@ -1,20 +1,30 @@
 """IPTW Cox: a weighted Cox model whose propensity model is fitted on the training rows only.
 
 It is the final step of a `SurvivalPipeline`, so it sees the preprocessed training fold
-(imputed, scaled, one-hot). In `fit` it (1) fits a logistic propensity model
-P(treated | confounder columns) on those rows, (2) turns it into inverse probability of
-treatment weights with `ml.stats.weighting.iptw_weights`, (3) fits `CoxPH` on every column with
-weight = IPTW x sample_weight. Nothing of the held-out fold is seen, so cross-validation
-re-estimates the propensity inside each training fold.
+(imputed, scaled, one-hot). In `fit` it (1) fits the analysis's propensity model, the
+unpenalised logistic regression at its MLE (`ml.stats.weighting.propensity_scores`, the function
+the analysis's bootstrap uses), P(treated | confounder columns) on those rows, (2) turns it into
+inverse probability of treatment weights with `ml.stats.weighting.iptw_weights`, with the
+analysis's defaults (ATE, stabilized, no truncation: `experiments/paper.yaml`), (3) fits `CoxPH`
+on every column with weight = IPTW x sample_weight. Nothing of the held-out fold is seen, so
+cross-validation re-estimates the propensity inside each training fold.
+
+Where the analysis refuses a separated propensity model, a training fold cannot be refused: its
+propensities are clipped to [1e-8, 1 - 1e-8] (`PROPENSITY_EPS`) and the fit goes on. The
+analysis fits its propensity on the raw confounders (imputed at the cohort's medians), this model
+on the fold's preprocessed columns (imputed at the training fold's medians): the same model,
+its inputs prepared per fold. `propensity_C` (default None: unpenalised) and `truncate` let a
+configuration opt into an L2 penalty or capped weights.
 """
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.linear_model import LogisticRegression
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from features.pipeline import ONE_HOT_SEPARATOR
@@ -29,9 +39,10 @@ class IPTWCox(SurvivalEstimator):
     treatment: the transformed 0/1 column of the treated group, e.g. "treatment=CIA".
     confounders: original feature names whose columns enter the propensity model
         (None: every column except the treatment).
-    propensity_C: inverse L2 strength of the logistic propensity model; a mild default
-        (1.0) keeps it finite when a small training fold separates the groups.
-    truncate: (low, high) percentiles at which the weights are capped, or None.
+    estimand, stabilized, truncate: of the weights, as the analysis's config (defaults: ATE,
+        stabilized, no truncation; truncate = (low, high) percentiles at which to cap them).
+    propensity_C: None (default) for the analysis's unpenalised propensity MLE; a number for
+        scikit-learn's inverse L2 strength instead (a different estimator, by choice).
     alpha, ties: of the weighted `CoxPH` (the same small default ridge; 0 = unpenalised).
     """
 
@@ -41,13 +52,14 @@ class IPTWCox(SurvivalEstimator):
         "estimand": [StrOptions({"ate", "att", "overlap"})],
         "stabilized": ["boolean"],
         "truncate": ["array-like", None],
-        "propensity_C": [Interval(Real, 0, None, closed="neither")],
+        "propensity_C": [Interval(Real, 0, None, closed="neither"), None],
         **{key: CoxPH._parameter_constraints[key] for key in ("alpha", "ties")},
     }
 
     def __init__(self, *, treatment: str = "treatment=CIA", confounders: tuple[str, ...] | None = None,
-                 estimand: str = "ate", stabilized: bool = True,
-                 truncate: tuple[float, float] | None = (1.0, 99.0), propensity_C: float = 1.0,
+                 estimand: str = weighting.DEFAULT_ESTIMAND, stabilized: bool = weighting.DEFAULT_STABILIZED,
+                 truncate: tuple[float, float] | None = weighting.DEFAULT_TRUNCATE,
+                 propensity_C: float | None = None,
                  alpha: float = DEFAULT_RIDGE, ties: str = "efron"):
         self.treatment = treatment
         self.confounders = confounders
@@ -80,13 +92,15 @@ class IPTWCox(SurvivalEstimator):
         if treated.all() or not treated.any():
             raise SurvivalInputError("IPTWCox: the training rows hold only one treatment group")
         w = check_weights(sample_weight, len(X))
-        propensity = LogisticRegression(C=self.propensity_C, solver="newton-cholesky", max_iter=100)
+        C = np.inf if self.propensity_C is None else self.propensity_C
+        propensity = weighting.logistic_mle(C=C)
         if confounders:
-            propensity.fit(X[confounders].to_numpy(dtype=float), treated, sample_weight=w)
-            e = propensity.predict_proba(X[confounders].to_numpy(dtype=float))[:, 1]
+            with warnings.catch_warnings():  # a separated fold: clipped, as the docstring says
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                propensity, e = weighting.propensity_scores(X[confounders].to_numpy(dtype=float), treated,
+                                                            sample_weight=w, C=C)
         else:
             e = np.full(len(X), np.average(treated, weights=w))
-        e = np.clip(e, 1e-3, 1 - 1e-3)
         self.propensity_model_ = propensity
         self.confounder_columns_ = confounders
         self.iptw_ = weighting.iptw_weights(e, treated, estimand=self.estimand, stabilized=self.stabilized,

@@ -153,14 +153,20 @@ def _hr_text(d: Mapping, low: str = "ci_low", high: str = "ci_high") -> str:
     return f"{d['hr']:.2f} ({d[low]:.2f}-{d[high]:.2f})"
 
 
+BOOTSTRAP_PERCENTILE = ("ci_low_bootstrap_percentile", "ci_high_bootstrap_percentile")
+
+
 def _treatment_rows(endpoint: str, crude: Mapping, iptw: Mapping, replicates: int) -> list[dict]:
+    primary = iptw.get("primary_ci", "robust")
     rows = [{"endpoint": endpoint, "model": "crude", "HR (95% CI)": _hr_text(crude),
              "SE log-HR": f"{crude['se_log_hr']:.3f}", "p": _p(crude["p"])},
-            {"endpoint": endpoint, "model": "IPTW, robust SE", "HR (95% CI)": _hr_text(iptw),
-             "SE log-HR": f"{iptw['se_log_hr_robust']:.3f}", "p": _p(iptw["p"])}]
+            {"endpoint": endpoint, "model": "IPTW, robust SE" + (" (primary)" if primary == "robust" else ""),
+             "HR (95% CI)": _hr_text(iptw, "ci_low_robust", "ci_high_robust"),
+             "SE log-HR": f"{iptw['se_log_hr_robust']:.3f}", "p": _p(iptw["p_robust"])}]
     if "se_log_hr_bootstrap" in iptw:
-        rows.append({"endpoint": endpoint, "model": f"IPTW, bootstrap SE ({replicates})",
-                     "HR (95% CI)": _hr_text(iptw, "ci_low_bootstrap", "ci_high_bootstrap"),
+        mark = " (primary)" if primary == "bootstrap_percentile" else ""
+        rows.append({"endpoint": endpoint, "model": f"IPTW, bootstrap percentile ({replicates}){mark}",
+                     "HR (95% CI)": _hr_text(iptw, *BOOTSTRAP_PERCENTILE),
                      "SE log-HR": f"{iptw['se_log_hr_bootstrap']:.3f}", "p": _p(iptw["p_bootstrap"])})
     return rows
 
@@ -171,7 +177,8 @@ def print_treatment_cox(console: Console, crude: Mapping[str, Mapping], iptw: Ma
     rows = []
     for endpoint in iptw:
         rows += _treatment_rows(endpoint, crude[endpoint], iptw[endpoint], replicates)
-    print_frame(console, pd.DataFrame(rows), title="Cox model for treatment (CIA vs CI)")
+    print_frame(console, pd.DataFrame(rows), title="Cox model for treatment (CIA vs CI); IPTW: robust "
+                "sandwich CI and bootstrap percentile CI (propensity re-fitted), the primary one marked")
 
 
 def print_cox_tables(console: Console, univariable: Mapping[str, pd.DataFrame],

@@ -5,9 +5,14 @@ everyone still at risk just before it (censored at that time included). With wei
 count is a sum of weights; the point estimate is then the IPTW (Xie and Liu 2005) curve.
 
 The 95 % CIs (`km_curve`, `km_median`) are the exponential Greenwood (log(-log)) intervals of
-lifelines' `KaplanMeierFitter`, computed in the same order of operations so that the medians of
-the bounds are the same numbers. They are for unweighted curves only: Greenwood's variance
-counts every weight as a patient, so IPTW-weighted CIs come from the bootstrap instead.
+lifelines' `KaplanMeierFitter` and R's `survfit(conf.type = "log-log")`. They are for unweighted
+curves only: Greenwood's variance counts every weight as a patient, so IPTW-weighted CIs come
+from the bootstrap instead.
+
+Medians (of the curve and of its CI bounds) follow R's `quantile.survfit`: the first time the
+curve falls below 0.5; where it sits on exactly 0.5 (to `MEDIAN_TOL`) over an interval, the
+midpoint of that interval: from the time it reaches 0.5 to the next time it drops, or to the last
+follow-up time if it never drops again. (lifelines returns the plateau's start.)
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import pandas as pd
 from scipy import stats
 
 from features import schema
+
+MEDIAN_TOL = float(np.sqrt(np.finfo(float).eps))
+"""A curve within this of 0.5 is on 0.5 (R's `quantile.survfit` tolerance)."""
 
 
 def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
@@ -46,9 +54,10 @@ def weighted_km(time, event, weights=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def km_median_fast(time, event, weights=None) -> float:
-    """The KM median as lifelines defines it: the first time S(t) <= 0.5; NaN if never."""
+    """The (optionally weighted) KM median as R's `survfit` defines it (see the module
+    docstring: the midpoint of an exact 0.5 plateau); NaN if the curve never reaches 0.5."""
     times, surv = weighted_km(time, event, weights)
-    return _first_time_at_or_below(times, surv)
+    return median_time(times, surv, _last_time(time))
 
 
 def survival_at(time, event, at: float, weights=None) -> float:
@@ -58,9 +67,27 @@ def survival_at(time, event, at: float, weights=None) -> float:
     return float(surv[i - 1]) if i else 1.0
 
 
-def _first_time_at_or_below(times: np.ndarray, curve: np.ndarray, level: float = 0.5) -> float:
-    below = np.flatnonzero(curve <= level)
-    return float(times[below[0]]) if len(below) else np.nan
+def _last_time(time) -> float:
+    time = np.asarray(time, dtype=float)
+    return float(time.max()) if len(time) else np.nan
+
+
+def median_time(times: np.ndarray, curve: np.ndarray, last_time: float, level: float = 0.5) -> float:
+    """When a step curve (its values `curve` from each of `times` on) falls to `level`, as R's
+    `quantile.survfit`: the first time it is below `level`; if it first sits on `level` (within
+    `MEDIAN_TOL`), the midpoint between that time and the next time it drops below, or
+    `last_time` (the last follow-up) if it never does. NaN where it never reaches `level`.
+    NaN values (an undefined CI bound) are skipped, as R's `approx` does."""
+    ok = ~np.isnan(curve)
+    times, curve = np.asarray(times, dtype=float)[ok], np.asarray(curve, dtype=float)[ok]
+    reached = np.flatnonzero(curve <= level + MEDIAN_TOL)
+    if not len(reached):
+        return np.nan
+    below = np.flatnonzero(curve < level - MEDIAN_TOL)
+    first = times[reached[0]]
+    if len(below) and below[0] == reached[0]:
+        return float(first)
+    return float((first + (times[below[0]] if len(below) else last_time)) / 2)
 
 
 # --- unweighted curve with the exponential Greenwood interval ----------------------------------
@@ -109,13 +136,18 @@ class MedianSurvival:
 
 
 def km_median(time, event, alpha: float = 0.05) -> MedianSurvival:
-    """Unweighted KM median and its CI: the times at which the curve and its Greenwood bounds
-    first reach 0.5 (the lower bound gives the lower limit); NaN where a curve never does."""
+    """Unweighted KM median and its CI: the medians (`median_time`, R's rule) of the curve and
+    of its Greenwood bounds (the lower bound gives the lower limit); NaN where one never
+    reaches 0.5."""
     curve = km_curve(time, event, alpha)
+    last = _last_time(time)
+    # the log-log band is undefined where S = 0 (R: NA): a bound that has not reached 0.5 by
+    # then never does (lifelines would read its 0 there as reaching it)
+    undefined = curve.survival == 0
     return MedianSurvival(
-        median=_first_time_at_or_below(curve.time, curve.survival),
-        ci_low=_first_time_at_or_below(curve.time, curve.ci_low),
-        ci_high=_first_time_at_or_below(curve.time, curve.ci_high),
+        median=median_time(curve.time, curve.survival, last),
+        ci_low=median_time(curve.time, np.where(undefined, np.nan, curve.ci_low), last),
+        ci_high=median_time(curve.time, np.where(undefined, np.nan, curve.ci_high), last),
         n=int(len(np.asarray(time))),
         events=int(np.sum(event)),
     )

@@ -13,6 +13,7 @@ import pandas as pd
 
 from features import schema
 from features.contract import level_name
+from features.errors import InputWarning
 from ml.stats.balance import covariate_levels
 from ml.stats.errors import CausalInputError, SeparationWarning
 
@@ -33,12 +34,16 @@ def group_sizes(df: pd.DataFrame, group: str = schema.TREATMENT, treated: str = 
     return sizes
 
 
-def _require_observed(df: pd.DataFrame, cov: str) -> pd.Series:
+def _require_observed(df: pd.DataFrame, cov: str) -> pd.Series | None:
+    """The confounder's values; None (with a warning) when it is missing on every row."""
     if cov not in df.columns:
         raise CausalInputError(f"confounder '{cov}' is not a column of the cohort table")
     values = df[cov]
     if values.isna().all():
-        raise CausalInputError(f"confounder '{cov}' is missing on every row")
+        warnings.warn(f"confounder '{cov}' is missing on every row: left out of the propensity model "
+                      "(the weights cannot balance it, and its balance cannot be checked)",
+                      InputWarning, stacklevel=3)
+        return None
     return values
 
 
@@ -74,7 +79,8 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
                       control: str = schema.CONTROL) -> tuple[str, ...]:
     """The confounders a propensity model can use; raise or warn on the ones it cannot.
 
-    - a confounder missing from the table, or missing on every row: error;
+    - a confounder missing from the table: error;
+    - missing on every row: dropped with an `InputWarning` naming it;
     - constant in the whole cohort: dropped with a warning (it cannot confound);
     - constant within one group but not the other: error. The propensity model is then
       separated on it, and no weighting can make the groups comparable on it
@@ -88,6 +94,8 @@ def check_confounders(df: pd.DataFrame, confounders: tuple[str, ...] | list[str]
     usable = []
     for cov in confounders:
         values = _require_observed(df, cov)
+        if values is None:
+            continue
         observed = values.dropna()
         if observed.nunique() < 2:
             warnings.warn(f"confounder '{cov}' has one value ({observed.iloc[0]}) for every patient; "

@@ -29,6 +29,23 @@ EXTREME_ESS_FRACTION = 0.5
 """Warn when a group's ESS falls below this fraction of its patients."""
 EXTREME_WEIGHT_RATIO = 10.0
 """Warn when one weight exceeds this multiple of its group's mean weight."""
+PROPENSITY_TOL = 1e-12
+"""Newton-Cholesky stopping tolerance (largest gradient component): far below scikit-learn's
+default 1e-4, so the fit is R's `glm(family = binomial)` MLE to ~1e-10 (tested against R)."""
+
+
+DEFAULT_ESTIMAND = "ate"
+DEFAULT_STABILIZED = True
+DEFAULT_TRUNCATE: tuple[float, float] | None = None
+"""The weights' defaults, of the analysis (experiments/paper.yaml) and of the benchmark's IPTW Cox."""
+
+
+def logistic_mle(max_iter: int = 100, C: float = np.inf) -> LogisticRegression:
+    """The unpenalised logistic regression of every propensity model here: Newton's method run
+    to `PROPENSITY_TOL`, so the coefficients are the maximum-likelihood estimate (scikit-learn
+    warns `ConvergenceWarning` when `max_iter` Newton steps do not reach it). A finite `C` adds
+    scikit-learn's L2 penalty (only where a caller asks for it)."""
+    return LogisticRegression(C=C, solver="newton-cholesky", tol=PROPENSITY_TOL, max_iter=max_iter)
 
 
 def fit_propensity(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = DEFAULT_CONFOUNDERS,
@@ -45,8 +62,8 @@ def fit_propensity(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = 
     )
     model = Pipeline([
         ("pre", build_preprocessor(spec)),
-        # newton-cholesky reaches the unpenalised MLE exactly (lbfgs stops near it)
-        ("logit", LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200)),
+        # Newton to a gradient of 1e-12: the MLE, as glm; the default tol (1e-4) stops ~1e-3 off it
+        ("logit", logistic_mle(max_iter=200)),
     ])
     treated_mask = (df[group] == treated).to_numpy()
     return model.fit(df, treated_mask.astype(int))
@@ -139,8 +156,8 @@ class IPTW:
 
 
 def estimate_iptw(df: pd.DataFrame, confounders: tuple[str, ...] | list[str] = DEFAULT_CONFOUNDERS,
-                  estimand: str = "ate", stabilized: bool = True,
-                  truncate: tuple[float, float] | None = None, group: str = schema.TREATMENT,
+                  estimand: str = DEFAULT_ESTIMAND, stabilized: bool = DEFAULT_STABILIZED,
+                  truncate: tuple[float, float] | None = DEFAULT_TRUNCATE, group: str = schema.TREATMENT,
                   treated: str = schema.TREATED, control: str = schema.CONTROL) -> IPTW:
     """Check the input, fit the logistic propensity model, and weight (see `iptw_weights`).
 
@@ -169,8 +186,9 @@ def propensity_design(iptw: IPTW, df: pd.DataFrame) -> np.ndarray:
 
 
 def refit_weights(design: np.ndarray, treated: np.ndarray, estimand: str, stabilized: bool,
-                  truncate: tuple[float, float] | None) -> np.ndarray:
-    """Re-fit the logistic propensity on a (resampled) design matrix and return new weights.
+                  truncate: tuple[float, float] | None, *, max_iter: int = 30) -> np.ndarray:
+    """Re-fit the logistic propensity (`propensity_scores`) on a (resampled) design matrix and
+    return new weights.
 
     The bootstrap uses this instead of `fit_propensity`: the unpenalised logistic MLE
     is invariant to the scaling step and the one-hot levels are fixed, so only the
@@ -178,10 +196,18 @@ def refit_weights(design: np.ndarray, treated: np.ndarray, estimand: str, stabil
     that makes a resample ~5x cheaper).
     """
     # few iterations: a quasi-separated resample would otherwise run the solver to its limit
-    logit = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=30)
-    e = logit.fit(design, treated.astype(int)).predict_proba(design)[:, 1]
-    e = np.clip(e, PROPENSITY_EPS, 1 - PROPENSITY_EPS)  # a resample may be (quasi-)separated
+    _, e = propensity_scores(design, treated, max_iter=max_iter)
     return iptw_weights(e, treated, estimand, stabilized, truncate)
+
+
+def propensity_scores(design: np.ndarray, treated: np.ndarray, *, sample_weight: np.ndarray | None = None,
+                      max_iter: int = 100, C: float = np.inf) -> tuple[LogisticRegression, np.ndarray]:
+    """The fitted `logistic_mle` on a design matrix and its propensities, clipped to
+    [PROPENSITY_EPS, 1 - PROPENSITY_EPS] (the MLE of a (quasi-)separated sample runs off to
+    infinity). Shared by the bootstrap (`refit_weights`) and the benchmark's `IPTWCox`."""
+    t = np.asarray(treated, dtype=bool).astype(int)
+    logit = logistic_mle(max_iter=max_iter, C=C).fit(design, t, sample_weight=sample_weight)
+    return logit, np.clip(logit.predict_proba(design)[:, 1], PROPENSITY_EPS, 1 - PROPENSITY_EPS)
 
 
 def stratified_resample(treated: np.ndarray, rng: np.random.Generator) -> np.ndarray:

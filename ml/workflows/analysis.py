@@ -78,8 +78,15 @@ METHODS = {
                         "Efron ties (weighted observed - expected, robust variance sum (w_i U_i)^2 of "
                         "the score residuals at HR = 1, Lin & Wei 1989; = R coxph(Surv(time, status) ~ "
                         "arm, weights = w, robust = TRUE)$rscore); weights treated as fixed",
-    "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties), robust sandwich SE "
-                "I^-1 (sum w_i^2 U_i U_i') I^-1; bootstrap SE re-fits the propensity model per resample",
+    "iptw_cox": "IPTW-weighted Cox for treatment (numpy, Efron ties; R coxph(weights = w, robust = TRUE)), "
+                "reported with two intervals: the robust sandwich I^-1 (sum w_i^2 U_i U_i') I^-1, which "
+                "treats the weights as known, and the bootstrap (patients resampled within each group, "
+                "propensity model re-fitted and weights recomputed per resample). The primary CI (ci_low, "
+                "ci_high; primary_ci in analysis.json) is the bootstrap percentile interval when the "
+                "bootstrap is run, with p from the bootstrap SE: it carries the uncertainty of the "
+                "estimated weights, which the sandwich leaves out, and the sandwich is not reliably "
+                "conservative here (on the default twin, n = 101, the bootstrap SE is 13-24 % larger). "
+                "With bootstrap: 0 the robust CI and p are primary",
     "cox_tables": "Cox model (numpy, Efron ties), Wald CI and p from the model-based SE; complete cases",
     "ph_check": "R's cox.zph (survival >= 3.0): exact score test of adding x * g(t) to the fitted "
                 "Cox model (Efron ties as the fit), per term, per covariate (a factor's levels "
@@ -88,7 +95,16 @@ METHODS = {
                 "also for the IPTW Cox (as R); IPTW weights rescaled to mean 1 first, so the test "
                 "does not depend on the weights' scale (= R on w / mean(w)); p < alpha on a "
                 "covariate or GLOBAL flags non-proportional hazards",
-    "smd": "treated minus control, pooled SD of the unweighted groups (cobalt convention)",
+    "propensity": "unpenalised logistic regression at its maximum-likelihood estimate (Newton to a gradient "
+                  "of 1e-12; R glm(family = binomial))",
+    "km_median": "KM median as R's quantile.survfit: first time S(t) < 0.5; on an exact 0.5 plateau the "
+                 "midpoint of the plateau (to the last follow-up if the curve stays there); same rule for "
+                 "the CI bounds' medians",
+    "smd": "treated minus control (weighted means after weighting) over an SD of the unweighted groups, "
+           "as R cobalt's bal.tab: pooled sqrt((s_t^2 + s_c^2)/2) for ATE and overlap weights, the "
+           "treated group's s_t for ATT (s.d.denom defaults); sample variances (n - 1) for continuous "
+           "covariates; category levels standardized too, with variance p(1 - p) (cobalt binary = 'std'; "
+           "cobalt's default would print raw differences in proportions); analysis.json smd_convention",
     "ess": "Kish effective sample size (sum w)^2 / sum w^2 per group",
 }
 
@@ -128,13 +144,14 @@ def _run(df: pd.DataFrame, config: AnalysisConfig,
     medians = _medians(df, iptw, boot, config.alpha)
     logrank_tests = _logrank(df, iptw)
     iptw_cox, crude_cox, iptw_ph = _treatment_cox(df, iptw, boot, config.alpha, config.ph_transform)
-    uni, multi, ph = _cox_tables(df, config.cox_covariates, config.alpha, config.ph_transform)
-    joint = _joint_tests(df, config.cox_covariates)
+    cox_covariates = _observed_covariates(df, config.cox_covariates)
+    uni, multi, ph = _cox_tables(df, cox_covariates, config.alpha, config.ph_transform)
+    joint = _joint_tests(df, cox_covariates)
     ph = {ep: pd.concat([ph[ep], iptw_ph[ep]], ignore_index=True) for ep in schema.ENDPOINTS}
     result = AnalysisResult(
         config=config, n=len(df), n_by_group=sizes, iptw=iptw,
-        table_one_before=table_one(df, covariates),
-        table_one_after=table_one(df, covariates, weights=iptw.weights),
+        table_one_before=table_one(df, covariates, estimand=iptw.estimand),
+        table_one_after=table_one(df, covariates, weights=iptw.weights, estimand=iptw.estimand),
         smd=smd, balance=_balance(smd, config.balance_threshold), medians=medians,
         logrank=logrank_tests, cox_univariable=uni, cox_multivariable=multi, ph_tests=ph,
         iptw_cox=iptw_cox, crude_cox=crude_cox,
@@ -170,8 +187,8 @@ def _require_events(df: pd.DataFrame) -> None:
 
 
 def _smd_frame(df: pd.DataFrame, covariates: list[str], iptw: IPTW) -> pd.DataFrame:
-    before = standardized_differences(df, covariates)
-    after = standardized_differences(df, covariates, weights=iptw.weights)
+    before = standardized_differences(df, covariates, estimand=iptw.estimand)
+    after = standardized_differences(df, covariates, weights=iptw.weights, estimand=iptw.estimand)
     covariate = [split_term(name)[0] for name in before.index]
     return pd.DataFrame({"term": before.index, "covariate": covariate,
                          "confounder": [c in iptw.confounders for c in covariate],
@@ -245,14 +262,30 @@ def _cox_row(fit: CoxFit, alpha: float, robust: bool = True) -> dict:
             "n": fit.n, "events": fit.events}
 
 
+PRIMARY_CI = {
+    "bootstrap_percentile": "percentile bootstrap CI (propensity re-fitted per resample), p from the "
+                            "bootstrap SE",
+    "robust": "robust sandwich CI and p (weights treated as known; no bootstrap was run)",
+}
+
+
 def _iptw_cox_row(fit: CoxFit, boot: pd.DataFrame | None, endpoint: str, alpha: float) -> dict:
+    """Both intervals (robust sandwich, and bootstrap when run); `ci_low`/`ci_high`/`p` are the
+    primary ones, named in `primary_ci` (see METHODS["iptw_cox"] for the choice)."""
     row = _cox_row(fit, alpha, robust=True)
     out = {"hr": row["hr"], "log_hr": row["log_hr"], "se_log_hr_robust": row["se_log_hr"],
-           "se_log_hr_model": float(fit.se_model[0]), "ci_low": row["ci_low"],
-           "ci_high": row["ci_high"], "p": row["p"], "n": fit.n, "events": fit.events}
+           "se_log_hr_model": float(fit.se_model[0]), "ci_low_robust": row["ci_low"],
+           "ci_high_robust": row["ci_high"], "p_robust": row["p"], "n": fit.n, "events": fit.events}
+    primary = "robust"
     if boot is not None and len(boot):
         out |= bootstrap_log_hr_summary(row["log_hr"], boot[f"{endpoint}_log_hr"].to_numpy(), alpha)
-    return out
+        primary = "bootstrap_percentile"
+    if primary == "robust":
+        out |= {"ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p"]}
+    else:
+        out |= {"ci_low": out["ci_low_bootstrap_percentile"], "ci_high": out["ci_high_bootstrap_percentile"],
+                "p": out["p_bootstrap"]}
+    return out | {"primary_ci": primary, "primary_ci_method": PRIMARY_CI[primary]}
 
 
 def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alpha: float,
@@ -268,6 +301,16 @@ def _treatment_cox(df: pd.DataFrame, iptw: IPTW, boot: pd.DataFrame | None, alph
         crude_cox[ep] = _cox_row(fit_cox(time, event, x, names=[TREATMENT_TERM]), alpha, robust=False)
         ph[ep] = ph_test(weighted, alpha, model=f"IPTW {ENDPOINT_NAMES[ep]}", transform=ph_transform)
     return iptw_cox, crude_cox, ph
+
+
+def _observed_covariates(df: pd.DataFrame, covariates: list[str]) -> list[str]:
+    """The Cox tables' covariates less those missing on every row (named in a warning): complete
+    cases would otherwise be none."""
+    empty = [c for c in covariates if c in df.columns and df[c].isna().all()]
+    if empty:
+        warnings.warn(f"covariate(s) {', '.join(empty)} missing on every row: left out of the Cox tables",
+                      stacklevel=3)
+    return [c for c in covariates if c not in empty]
 
 
 def _cox_tables(df: pd.DataFrame, covariates: list[str], alpha: float,

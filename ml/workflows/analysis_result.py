@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features import schema
+from ml.stats.balance import smd_convention
 from ml.stats.weighting import IPTW
 from ml.workflows.analysis_config import AnalysisConfig
 
@@ -177,6 +178,7 @@ def to_dict(result: AnalysisResult) -> dict:
     out |= {
         "smd_before": dict(zip(result.smd.term, result.smd.before, strict=True)),
         "smd_after": dict(zip(result.smd.term, result.smd.after, strict=True)),
+        "smd_convention": smd_convention(result.iptw.estimand),
         "balance": result.balance,
         "ess": {g: diag.loc[g, "ess"] for g in diag.index},
         "weights": _records(result.iptw.diagnostics),
