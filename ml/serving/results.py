@@ -180,6 +180,13 @@ def step_values(times: np.ndarray, surv: np.ndarray, at: np.ndarray) -> np.ndarr
     return out
 
 
+def band_medians(times: np.ndarray, surv: np.ndarray, low: np.ndarray,
+                 high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, its lower and upper limits): the first times at which S, the lower and the upper
+    curve reach 0.5 (R's `quantile.survfit`: the lower curve crosses first); NaN = not reached."""
+    return medians(times, surv), medians(times, low), medians(times, high)
+
+
 def medians(times: np.ndarray, surv: np.ndarray) -> np.ndarray:
     """First time at which S(t) <= 0.5; NaN if the curve never gets there (not reached)."""
     below = surv <= 0.5

@@ -1,0 +1,108 @@
+"""One patient's uncertainty: the Cox delta-method band and median CI against R's survfit.coxph,
+and the properties of the bands (the estimate inside, wider with fewer patients, a seeded
+bootstrap that repeats itself)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.util import Surv
+
+from features import datasets
+from features.pipeline import build_preprocessor
+from ml.models import CoxPH
+from ml.serving import results
+from tests.r_oracle import needs_r, run_r
+
+R_SCRIPT = """
+na <- function(v) ifelse(is.na(v), Inf, v)  # 'not reached' as Inf (the oracle reads numbers only)
+for (name in c("twin", "ties", "lung", "wtd")) {
+  d <- get(name)
+  new <- get(paste0(name, "_new"))
+  terms <- setdiff(names(d), c("time", "event", "w"))
+  f <- as.formula(paste("Surv(time, event) ~", paste(terms, collapse = " + ")))
+  # non-integer weights: R's default covariance is then the robust one; ours is the model's
+  fit <- if (name == "wtd") coxph(f, data = d, ties = "efron", weights = w, robust = FALSE) else
+    coxph(f, data = d, ties = "efron")
+  sf <- survfit(fit, newdata = new, ctype = 1, conf.type = "log")
+  emit(paste0(name, "_time"), sf$time)
+  emit(paste0(name, "_surv"), sf$surv)
+  emit(paste0(name, "_lower"), sf$lower)
+  emit(paste0(name, "_upper"), sf$upper)
+  q <- quantile(sf, 0.5)
+  emit(paste0(name, "_median"), na(q$quantile))
+  emit(paste0(name, "_mlow"), na(q$lower))
+  emit(paste0(name, "_mhigh"), na(q$upper))
+}
+"""
+
+
+def _design(n: int, seed: int, ceil_times: bool = False) -> pd.DataFrame:
+    """A twin cohort as R sees it: the preprocessed covariates x1..xp, time, event."""
+    data = datasets.twin(n=n, seed=seed)
+    x = build_preprocessor(data.spec).fit_transform(data.X)
+    x = pd.DataFrame(np.asarray(x, dtype=float), columns=[f"x{j + 1}" for j in range(x.shape[1])])
+    x = x.loc[:, x.std() > 0]
+    time = np.ceil(data.y["time"]) if ceil_times else data.y["time"]
+    return x.assign(time=time, event=data.y["event"].astype(int))
+
+
+def _lung() -> pd.DataFrame:
+    from lifelines.datasets import load_lung  # the same table as R's survival::lung
+
+    d = load_lung()[["time", "status", "age", "sex", "ph.ecog"]].dropna()
+    return pd.DataFrame({"age": d["age"], "sex": d["sex"], "ecog": d["ph.ecog"], "time": d["time"],
+                         "event": d["status"].astype(int)}).reset_index(drop=True)
+
+
+def _fit(d: pd.DataFrame, weights=None) -> CoxPH:
+    X = d.drop(columns=[c for c in ("time", "event", "w") if c in d])
+    return CoxPH(alpha=0.0).fit(X, Surv.from_arrays(d["event"] > 0, d["time"]), sample_weight=weights)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    twin = _design(101, 3)
+    ties = _design(300, 11, ceil_times=True)
+    lung = _lung()
+    wtd = _design(200, 5).assign(w=np.random.default_rng(1).uniform(0.3, 3.0, 200))
+    out = {}
+    for name, d in (("twin", twin), ("ties", ties), ("lung", lung), ("wtd", wtd)):
+        new = d.drop(columns=[c for c in ("time", "event", "w") if c in d]).iloc[[0, 7, 19]]
+        out[name] = (d, new.reset_index(drop=True))
+    return out
+
+
+@needs_r("survival")
+def test_band_and_median_ci_equal_survfit_coxph(cases):
+    frames = {}
+    for name, (d, new) in cases.items():
+        frames[name], frames[f"{name}_new"] = d, new
+    r = run_r(R_SCRIPT, **frames)
+    for name, (d, new) in cases.items():
+        model = _fit(d, d["w"].to_numpy() if "w" in d else None)
+        times = r[f"{name}_time"]
+        np.testing.assert_allclose(times, model.unique_times_, rtol=0, atol=1e-9)
+        surv, low, high = model.predict_survival_ci(new, times)
+        k = len(new)
+        for ours, key in ((surv, "surv"), (low, "lower"), (high, "upper")):
+            theirs = r[f"{name}_{key}"].reshape(k, len(times))  # R's times x patients, column-major
+            ok = np.isfinite(theirs)
+            np.testing.assert_allclose(ours[ok], theirs[ok], rtol=1e-6, atol=1e-9, err_msg=f"{name} {key}")
+        med, med_low, med_high = results.band_medians(model.unique_times_, surv, low, high)
+        for ours, key in ((med, "median"), (med_low, "mlow"), (med_high, "mhigh")):
+            np.testing.assert_allclose(np.where(np.isnan(ours), np.inf, ours), r[f"{name}_{key}"],
+                                       rtol=1e-9, err_msg=f"{name} {key}")
+
+
+def test_band_contains_the_estimate_and_widens_with_fewer_patients():
+    big, small = _design(1000, 4), _design(1000, 4).iloc[:150]
+    patient = big.drop(columns=["time", "event"]).iloc[[3]]
+    widths = []
+    for d in (big, small):
+        model = _fit(d)
+        s, low, high = model.predict_survival_ci(patient, [6.0, 12.0])
+        assert np.all((low <= s) & (s <= high))
+        widths.append(high - low)
+    assert np.all(widths[1] > widths[0])
