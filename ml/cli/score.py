@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ MAX_ROWS_PRINTED = 20
 MODEL_HELP = ("Model URI or path [default: models:/rechallenge-pfs-cox@champion; fitted on the twin and "
               "registered if the registry has none].")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+CI_BOOTSTRAP_HELP = ("Bootstrap refits for the 95% intervals of a model other than Cox (the whole pipeline "
+                     "refitted on resampled training rows; 0 = no intervals). Cox models always get the "
+                     "delta-method interval of R's survfit.coxph.")
 
 
 @app.command("score")
@@ -43,8 +47,10 @@ def score_command(
     plot: Path = typer.Option(None, "--plot", help="Survival-curve PNG for one patient [default: beside "
                               "--out, else out/score/<id>_pfs.png]."),
     as_json: JsonOpt = False,
+    ci_bootstrap: int = typer.Option(50, "--ci-bootstrap", min=0, help=CI_BOOTSTRAP_HELP),
 ) -> None:
-    """Score patients: risk score and group, P(PFS > 3/6/12/24 months), median PFS, top features."""
+    """Score patients: risk score and group, P(PFS > 3/6/12/24 months) and median PFS with 95% CIs,
+    top features."""
     # the scoring stack (scikit-survival, pydantic models) loads here, keeping `--help` fast
     from ml.serving import resolve
 
@@ -61,14 +67,15 @@ def score_command(
             check_output_file("--plot", plot, PLOT_SUFFIXES)
         with input_errors(generic=True, prefix="--model"):
             scorer, uri, notes = resolve.resolve_scorer(model)
-        result = scorer.result_for(frame, curve=single)
+        result = scorer.result_for(frame, curve=single, ci_bootstrap=ci_bootstrap)
         table = results.to_frame(result)
         for note in notes:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         source = f" (MLflow store {tracking_store()})" if uri.startswith(("models:/", "runs:/")) else ""
         title = f"PFS scoring with {uri}{source} ({scorer.info()['model']}, risk groups: training tertiles)"
         if not as_json:
-            _print_scores(table, title, written_to=out)
+            _print_scores(table.drop(columns=["ci_method"]), title, written_to=out)
+            console.print(f"intervals: {result.ci_method}", highlight=False, soft_wrap=True)
         else:
             console.print(title, highlight=False, soft_wrap=True)
         _write(result, table, out, plot if single else None)
@@ -140,11 +147,23 @@ def _curve_figure(result: Any) -> Any:
     median = float(result.median[0])
     title = f"{result.ids[0]}: {result.group[0]} risk, median PFS {results.median_text(median)}"
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    low, high = (None, None) if result.curves_low is None else (result.curves_low[0], result.curves_high[0])
     plot_survival_curve(ax, result.curve_times, result.curves[0], median=median, horizons=result.horizons,
-                        horizon_survival=result.survival[0], title=title)
+                        horizon_survival=result.survival[0], title=title, low=low, high=high,
+                        band_label=_band_label(result.ci_method))
     fig.tight_layout()
     plt.close(fig)  # drawn into the file by the writer; no window
     return fig
+
+
+def _band_label(method: str) -> str:
+    """The legend of the plotted band: the method in a few words."""
+    if "delta method" in method:
+        return "95% CI (delta method, as survfit.coxph)"
+    if "bootstrap" in method:
+        refits = re.search(r"B = (\d+)", method)
+        return "95% CI (bootstrap percentile" + (f", B = {refits[1]})" if refits else ")")
+    return "95% CI"
 
 
 @app.command("serve")

@@ -15,6 +15,10 @@ linear SHAP; tree explainers use the training cover of their nodes). For every p
 - `risk_group`: low / intermediate / high (training tertiles of the risk score),
 - `surv_3m` .. `surv_24m`: P(PFS > t months) read off the predicted survival curve,
 - `median_pfs_months` (NaN when the curve never drops to 0.5: "not reached"),
+- pointwise 95 % intervals of S at the horizons, of the curve and of the median
+  (`ml.serving.uncertainty`: the delta method for Cox models, as R's survfit.coxph; a
+  bootstrap of the whole pipeline for the other families, B = `ci_bootstrap`), with the
+  method named in `ci_method`,
 - the features pushing this patient's risk up and down: SHAP values on the risk scale,
   one-hot columns summed back into their original feature.
 
@@ -46,6 +50,7 @@ from ml.serving.results import (
     to_frame,
     to_records,
 )
+from ml.serving.uncertainty import METHODS, bootstrap_band, bootstrap_refits, delta_model, delta_text
 from ml.tracking.models import ANY_TYPE, PyfuncContract
 
 __all__ = ["SCORE_FEATURES", "SurvivalScorer"]
@@ -68,19 +73,25 @@ class SurvivalScorer:
 
     Parameters (stored as given, sklearn style): `pipeline` (a fitted `SurvivalPipeline`),
     `horizons` (months), `top_k` (features listed each way), `background_size` (training
-    rows kept for explanations that need a background), `model_name` (family label) and
-    `random_state` (only for a permutation fallback). `fit(X)` learns the cut-offs on the
-    training rows X (raw covariates, as the pipeline was fitted on).
+    rows kept for explanations that need a background), `model_name` (family label),
+    `random_state` (a permutation fallback; the bootstrap's resamples) and `ci_bootstrap` (B
+    bootstrap refits made at `fit` and kept with the scorer, for the intervals of a model
+    the delta method does not cover; 0 = none, B can also be given when scoring). `fit(X, y)`
+    learns the cut-offs on the training rows X (raw covariates, as the pipeline was fitted
+    on); with the outcomes y, a model other than a Cox model keeps the training rows (covariates
+    and outcomes) so that a bootstrap band can be computed later.
     """
 
     def __init__(self, pipeline: Any, horizons: Sequence[float] = HORIZONS, top_k: int = TOP_K,
-                 background_size: int = 200, model_name: str = "", random_state: int | None = 0):
+                 background_size: int = 200, model_name: str = "", random_state: int | None = 0,
+                 ci_bootstrap: int = 0):
         self.pipeline = pipeline
         self.horizons = horizons
         self.top_k = top_k
         self.background_size = background_size
         self.model_name = model_name
         self.random_state = random_state
+        self.ci_bootstrap = ci_bootstrap
 
     # ------------------------------------------------------------------ fit
 
@@ -100,7 +111,19 @@ class SurvivalScorer:
         self.times_ = np.asarray(self.pipeline.unique_times_, dtype=np.float64)
         self.n_train_ = len(features)
         self._check_explanation(features.head(5))
+        self._keep_for_bootstrap(features, y)
         return self
+
+    def _keep_for_bootstrap(self, features: pd.DataFrame, y: Any) -> None:
+        """Training rows (and the refits asked for) for a model the delta method does not cover."""
+        self.train_, self.refits_ = None, None
+        if y is None or delta_model(self.pipeline) is not None:
+            return
+        if len(y) != len(features):
+            raise ValueError(f"y has {len(y)} rows for {len(features)} training rows")
+        self.train_ = (features.reset_index(drop=True), np.asarray(y))
+        if self.ci_bootstrap > 0:
+            self.refits_ = bootstrap_refits(self.pipeline, *self.train_, self.ci_bootstrap, self.random_state)
 
     def _fit_explainer(self, features: pd.DataFrame, Xt: pd.DataFrame) -> None:
         """The explainer on a random background of `background_size` training rows."""
@@ -142,12 +165,18 @@ class SurvivalScorer:
         X = parse_patients(patients)
         return np.asarray(self.pipeline.predict(X[list(SCORE_FEATURES)]), dtype=np.float64)
 
-    def predict_result(self, patients: Any, curve: bool = False, explain: bool = True) -> ScoreResult:
+    def predict_result(self, patients: Any, curve: bool = False, explain: bool = True,
+                       ci_bootstrap: int | None = None) -> ScoreResult:
         """Check the input and compute every output (no formatting)."""
-        return self.result_for(parse_patients(patients), curve=curve, explain=explain)
+        return self.result_for(parse_patients(patients), curve=curve, explain=explain,
+                               ci_bootstrap=ci_bootstrap)
 
-    def result_for(self, X: pd.DataFrame, curve: bool = False, explain: bool = True) -> ScoreResult:
-        """Outputs for an already parsed frame (`parse_patients`)."""
+    def result_for(self, X: pd.DataFrame, curve: bool = False, explain: bool = True,
+                   ci_bootstrap: int | None = None) -> ScoreResult:
+        """Outputs for an already parsed frame (`parse_patients`).
+
+        ci_bootstrap: B refits for the bootstrap band of a non-Cox model (None: the refits
+        made at `fit`, if any; 0: no band). Cox models always get their delta-method band."""
         fast = getattr(self, "fast_preprocessor_", None)
         features = X if fast is not None else X[list(SCORE_FEATURES)]  # the replay picks its columns
         Xt = self._transform(features)
@@ -161,7 +190,48 @@ class SurvivalScorer:
             ids=X[ID].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
             horizons=tuple(float(h) for h in horizons), survival=surv_h, median=median,
             contributions=self._contributions(Xt, features, X.index, explain), values=features,
-            imputed=_imputed(X), curve_times=grid, curves=curves)
+            imputed=_imputed(X), curve_times=grid, curves=curves,
+            **self._intervals(X[list(SCORE_FEATURES)], Xt, horizons, grid, ci_bootstrap))
+
+    # ------------------------------------------------------------------ uncertainty
+
+    def _intervals(self, features: pd.DataFrame, Xt: pd.DataFrame, horizons: np.ndarray,
+                   grid: np.ndarray | None, ci_bootstrap: int | None) -> dict[str, Any]:
+        """The ScoreResult fields of the pointwise 95 % intervals (see `ml.serving.uncertainty`)."""
+        points = np.concatenate([horizons, self.times_, grid if grid is not None else []])
+        model = delta_model(self.pipeline)
+        if model is not None:
+            _, low, high = model.predict_survival_ci(Xt, points)
+            method = delta_text(model)
+        else:
+            refits, reason = self._refits(ci_bootstrap)
+            if refits is None:
+                low = high = np.full((len(Xt), len(points)), np.nan)
+                method = METHODS["none"].format(reason=reason)
+            else:
+                low, high = bootstrap_band(refits, features, points)
+                method = refits.text()
+        h, t = len(horizons), len(self.times_)
+        times = slice(h, h + t)
+        median_low, median_high = medians(self.times_, low[:, times]), medians(self.times_, high[:, times])
+        return {"survival_low": low[:, :h], "survival_high": high[:, :h], "median_low": median_low,
+                "median_high": median_high, "curves_low": low[:, h + t:] if grid is not None else None,
+                "curves_high": high[:, h + t:] if grid is not None else None, "ci_method": method}
+
+    def _refits(self, n_boot: int | None) -> tuple[Any, str]:
+        """(the bootstrap refits to use or None, why there are none)."""
+        stored = getattr(self, "refits_", None)
+        if n_boot is None:
+            return stored, "not a Cox model, and the scorer was fitted without bootstrap refits (B = 0)"
+        if n_boot <= 0:
+            return None, "the bootstrap was turned off (B = 0)"
+        if stored is not None and stored.requested == n_boot:
+            return stored, ""
+        train = getattr(self, "train_", None)
+        if train is None:
+            return None, "not a Cox model, and the scorer keeps no training rows to resample"
+        self.refits_ = bootstrap_refits(self.pipeline, *train, n_boot, self.random_state)
+        return self.refits_, ""
 
     def _contributions(self, Xt: pd.DataFrame, features: pd.DataFrame, index: pd.Index,
                        explain: bool) -> pd.DataFrame:
@@ -220,7 +290,18 @@ class SurvivalScorer:
             "n_train": int(self.n_train_),
             "horizons_months": [float(h) for h in self.horizons],
             "follow_up_months": float(self.times_[-1]),
+            "uncertainty": self.ci_description(),
         }
+
+    def ci_description(self, ci_bootstrap: int | None = None) -> str:
+        """How the intervals are computed for this model (without computing a bootstrap)."""
+        model = delta_model(self.pipeline)
+        if model is not None:
+            return delta_text(model)
+        n_boot = getattr(self, "ci_bootstrap", 0) if ci_bootstrap is None else ci_bootstrap
+        if n_boot > 0 and (getattr(self, "train_", None) is not None or getattr(self, "refits_", None)):
+            return METHODS["bootstrap"].split(":")[0] + f" (B = {n_boot})"
+        return METHODS["none"].format(reason="not a Cox model and no bootstrap refits")
 
     def pyfunc_contract(self) -> PyfuncContract:
         """What the survival pyfunc takes and gives, for `ml.tracking` to log as its signature.

@@ -82,15 +82,20 @@ def cox_curve_variance(time, event, x, w, coef, cov) -> CoxCurveVariance:
 
 
 def cumulative_hazard_se(cv: CoxCurveVariance, x_new) -> tuple[np.ndarray, np.ndarray]:
-    """(H(t|x), se of H(t|x)): patients x `cv.times`."""
+    """(H(t|x), se of H(t|x)): patients x `cv.times`.
+
+    d(t)'V d(t) with d(t) = H0(t) x - xbar(t) is expanded as H0^2 x'Vx - 2 H0 x'V xbar + xbar'V xbar,
+    so a batch costs patients x times x p, without a times x p matrix per patient.
+    """
     xc = np.atleast_2d(np.asarray(x_new, dtype=float)) - cv.center
     r = np.exp(np.clip(xc @ cv.coef, -700, 700))
-    hazard = r[:, None] * cv.hazard
-    var = np.empty_like(hazard)
-    for i, row in enumerate(xc):
-        d = np.outer(cv.hazard, row) - cv.xbar           # times x p
-        var[i] = (cv.var_hazard + np.einsum("tp,pq,tq->t", d, cv.cov, d)) * r[i] ** 2
-    return hazard, np.sqrt(np.maximum(var, 0.0))
+    xv = xc @ cv.cov                                         # patients x p
+    quad_x = np.einsum("ip,ip->i", xv, xc)                   # x'Vx
+    cross = xv @ cv.xbar.T                                   # x'V xbar(t): patients x times
+    quad_bar = np.einsum("tp,pq,tq->t", cv.xbar, cv.cov, cv.xbar)
+    dvd = (cv.hazard**2 * quad_x[:, None] - 2 * cv.hazard * cross + quad_bar)
+    var = (cv.var_hazard + dvd) * (r**2)[:, None]
+    return r[:, None] * cv.hazard, np.sqrt(np.maximum(var, 0.0))
 
 
 def log_band(hazard: np.ndarray, se: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, ...]:
