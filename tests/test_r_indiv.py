@@ -15,16 +15,10 @@ from ml.models import CoxPH
 from ml.serving import results
 from tests.r_oracle import needs_r, run_r
 
-R_SCRIPT = """
+RIDGE = 0.5
+R_SCRIPT = f"""
 na <- function(v) ifelse(is.na(v), Inf, v)  # 'not reached' as Inf (the oracle reads numbers only)
-for (name in c("twin", "ties", "lung", "wtd")) {
-  d <- get(name)
-  new <- get(paste0(name, "_new"))
-  terms <- setdiff(names(d), c("time", "event", "w"))
-  f <- as.formula(paste("Surv(time, event) ~", paste(terms, collapse = " + ")))
-  # non-integer weights: R's default covariance is then the robust one; ours is the model's
-  fit <- if (name == "wtd") coxph(f, data = d, ties = "efron", weights = w, robust = FALSE) else
-    coxph(f, data = d, ties = "efron")
+band <- function(name, fit, new) {{
   sf <- survfit(fit, newdata = new, ctype = 1, conf.type = "log")
   emit(paste0(name, "_time"), sf$time)
   emit(paste0(name, "_surv"), sf$surv)
@@ -34,7 +28,20 @@ for (name in c("twin", "ties", "lung", "wtd")) {
   emit(paste0(name, "_median"), na(q$quantile))
   emit(paste0(name, "_mlow"), na(q$lower))
   emit(paste0(name, "_mhigh"), na(q$upper))
-}
+}}
+for (name in c("twin", "ties", "lung", "wtd")) {{
+  d <- get(name)
+  terms <- setdiff(names(d), c("time", "event", "w"))
+  f <- as.formula(paste("Surv(time, event) ~", paste(terms, collapse = " + ")))
+  # non-integer weights: R's default covariance is then the robust one; ours is the model's
+  fit <- if (name == "wtd") coxph(f, data = d, ties = "efron", weights = w, robust = FALSE) else
+    coxph(f, data = d, ties = "efron")
+  band(name, fit, get(paste0(name, "_new")))
+}}
+# our ridge 0.5 * alpha * ||b||^2 per unit weight is R's ridge(theta = alpha * n, scale = FALSE)
+fit <- coxph(Surv(time, event) ~ ridge(age, sex, ecog, theta = {RIDGE} * nrow(lung), scale = FALSE),
+             data = lung)
+band("ridge", fit, lung_new)
 """
 
 
@@ -56,9 +63,9 @@ def _lung() -> pd.DataFrame:
                          "event": d["status"].astype(int)}).reset_index(drop=True)
 
 
-def _fit(d: pd.DataFrame, weights=None) -> CoxPH:
+def _fit(d: pd.DataFrame, weights=None, alpha: float = 0.0) -> CoxPH:
     X = d.drop(columns=[c for c in ("time", "event", "w") if c in d])
-    return CoxPH(alpha=0.0).fit(X, Surv.from_arrays(d["event"] > 0, d["time"]), sample_weight=weights)
+    return CoxPH(alpha=alpha).fit(X, Surv.from_arrays(d["event"] > 0, d["time"]), sample_weight=weights)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +78,7 @@ def cases():
     for name, d in (("twin", twin), ("ties", ties), ("lung", lung), ("wtd", wtd)):
         new = d.drop(columns=[c for c in ("time", "event", "w") if c in d]).iloc[[0, 7, 19]]
         out[name] = (d, new.reset_index(drop=True))
+    out["ridge"] = out["lung"]
     return out
 
 
@@ -78,10 +86,11 @@ def cases():
 def test_band_and_median_ci_equal_survfit_coxph(cases):
     frames = {}
     for name, (d, new) in cases.items():
-        frames[name], frames[f"{name}_new"] = d, new
+        if name != "ridge":
+            frames[name], frames[f"{name}_new"] = d, new
     r = run_r(R_SCRIPT, **frames)
     for name, (d, new) in cases.items():
-        model = _fit(d, d["w"].to_numpy() if "w" in d else None)
+        model = _fit(d, d["w"].to_numpy() if "w" in d else None, alpha=RIDGE if name == "ridge" else 0.0)
         times = r[f"{name}_time"]
         np.testing.assert_allclose(times, model.unique_times_, rtol=0, atol=1e-9)
         surv, low, high = model.predict_survival_ci(new, times)
