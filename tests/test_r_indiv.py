@@ -115,3 +115,37 @@ def test_band_contains_the_estimate_and_widens_with_fewer_patients():
         assert np.all((low <= s) & (s <= high))
         widths.append(high - low)
     assert np.all(widths[1] > widths[0])
+
+
+class _ChosenRidge(CoxPH):
+    """A subclass that chooses its own penalty (as a cross-validated Cox does) and records it in
+    `alpha_`, scikit-learn's name for a fitted penalty."""
+
+    def fit(self, X, y, sample_weight=None):
+        from ml.stats import coxph
+
+        self.alpha_ = 0.5
+        data, x, time, event = self._prepare(X, y, sample_weight)
+        beta = coxph.newton_raphson(data, ridge=self.alpha_, tol=1e-10).coef
+        self._finish(beta, x, time, event, sample_weight)
+        return self
+
+
+def test_a_subclass_with_its_own_penalty_gets_the_penalised_covariance():
+    d = _lung()
+    X, y = d[["age", "sex", "ecog"]], Surv.from_arrays(d["event"] > 0, d["time"])
+    chosen = _ChosenRidge(alpha=0.0).fit(X, y)
+    plain = CoxPH(alpha=0.5).fit(X, y)
+    for ours, theirs in zip(chosen.predict_survival_ci(X.head(4), [200.0, 400.0]),
+                            plain.predict_survival_ci(X.head(4), [200.0, 400.0]), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-7)
+
+
+def test_no_delta_band_for_a_fit_short_of_its_optimum():
+    d = _lung()
+    X, y = d[["age", "sex", "ecog"]], Surv.from_arrays(d["event"] > 0, d["time"])
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        model = CoxPH(alpha=0.0, max_iter=1).fit(X, y)
+    assert model.curve_variance_ is None
+    with pytest.raises(ValueError, match="delta method does not apply"):
+        model.predict_survival_ci(X.head(2))

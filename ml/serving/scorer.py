@@ -225,7 +225,7 @@ class SurvivalScorer:
             return stored, "not a Cox model, and the scorer was fitted without bootstrap refits (B = 0)"
         if n_boot <= 0:
             return None, "the bootstrap was turned off (B = 0)"
-        if stored is not None and stored.requested == n_boot:
+        if stored is not None and stored.requested == n_boot and stored.seed == self.random_state:
             return stored, ""
         train = getattr(self, "train_", None)
         if train is None:
