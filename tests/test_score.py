@@ -190,6 +190,22 @@ def test_refits_made_at_fit_travel_with_the_scorer(scorers, data):
     assert np.isnan(scorers["coxnet"].score(data.X.head(3))["surv_12m_low"]).all()  # none asked for
 
 
+def test_curve_plot_shades_the_band_and_titles_the_median_ci():
+    import matplotlib.pyplot as plt
+
+    from ml.reporting.score_plots import plot_survival_curve
+
+    months = np.array([0.0, 1.0, 2.0, 3.0])
+    fig, ax = plt.subplots()
+    plot_survival_curve(ax, months, np.array([1.0, 0.8, 0.6, 0.4]), median=3.0,
+                        low=np.array([1.0, 0.7, 0.4, 0.2]), high=np.array([1.0, 0.9, 0.8, 0.6]),
+                        band_label="95% CI (delta method)")
+    assert len(ax.collections) == 1 and ax.get_legend().get_texts()[0].get_text() == "95% CI (delta method)"
+    plt.close(fig)
+    assert results.median_ci_text(14.45, 10.9, np.nan) == "14.4 months (95% CI 10.9 to not reached)"
+    assert results.median_ci_text(np.nan, np.nan, np.nan, interval=False) == "not reached"
+
+
 # ------------------------------------------------------------------ explanations
 
 

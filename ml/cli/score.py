@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -125,7 +126,7 @@ def _read_patients(patient: Path | None, data: Path | None, mapping: Path | None
 
 def _print_scores(table: pd.DataFrame, title: str, written_to: Path | None) -> None:
     if len(table) == 1:
-        values = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in table.iloc[0]]
+        values = [_cell(c, v) for c, v in table.iloc[0].items()]
         shown = pd.DataFrame({"": table.columns, str(table["id"].iloc[0]): values})
         display.print_frame(console, shown, title=title)
         return
@@ -134,6 +135,13 @@ def _print_scores(table: pd.DataFrame, title: str, written_to: Path | None) -> N
     if len(table) > MAX_ROWS_PRINTED:
         console.print(f"(first {MAX_ROWS_PRINTED} of {len(table)} patients shown"
                       + ("; all of them in --out)" if written_to is not None else "; write all with --out)"))
+
+
+def _cell(column: str, value: Any) -> str:
+    """A value of the one-patient table: NaN is 'not reached' for a median, 'none' for an interval."""
+    if isinstance(value, float) and value != value:
+        return results.NOT_REACHED if column.startswith("median") else "none"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _default_plot_path(out: Path | None, patient_id: str) -> Path:
@@ -145,8 +153,11 @@ def _curve_figure(result: Any) -> Any:
     import matplotlib.pyplot as plt  # heavy: only when a curve is drawn
 
     median = float(result.median[0])
-    title = f"{result.ids[0]}: {result.group[0]} risk, median PFS {results.median_text(median)}"
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    limits = (float(result.interval(k)[0]) for k in ("median_low", "median_high"))
+    has_ci = bool(np.isfinite(result.interval("survival_low")[0]).any())
+    median_ci = results.median_ci_text(median, *limits, interval=has_ci)
+    title = f"{result.ids[0]}: {result.group[0]} risk\nmedian PFS {median_ci}"
+    fig, ax = plt.subplots(figsize=(5.5, 3.9))
     low, high = (None, None) if result.curves_low is None else (result.curves_low[0], result.curves_high[0])
     plot_survival_curve(ax, result.curve_times, result.curves[0], median=median, horizons=result.horizons,
                         horizon_survival=result.survival[0], title=title, low=low, high=high,
@@ -171,6 +182,8 @@ def serve_command(
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    ci_bootstrap: int = typer.Option(50, "--ci-bootstrap", min=0, help=CI_BOOTSTRAP_HELP + " Refitted "
+                                     "once, at start."),
 ) -> None:
     """Serve the scoring API (/score, /health, /docs) and the page for one patient (/)."""
     # the web stack loads here, keeping `--help` fast
@@ -185,6 +198,10 @@ def serve_command(
         fail(str(exc))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
+    try:
+        console.print(f"intervals: {scorer.prepare_bootstrap(ci_bootstrap)}", highlight=False, soft_wrap=True)
+    except ValueError as exc:
+        fail(f"--ci-bootstrap: {exc}")
     source = f" from MLflow store {tracking_store()}" if uri.startswith(("models:/", "runs:/")) else ""
     console.print(f"serving {uri}{source} on http://{host}:{port}/ (API docs: /docs)", soft_wrap=True)
     uvicorn.run(serve.create_app(uri, scorer=scorer, notes=notes), host=host, port=port, log_level="warning")

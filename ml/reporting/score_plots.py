@@ -30,7 +30,7 @@ def plot_survival_curve(ax: Any, months: np.ndarray, survival: np.ndarray, *, me
     for t, s in zip(horizons, horizon_survival, strict=True):
         if np.isfinite(s) and t <= end:
             ax.plot([t], [s], "o", color=CURVE_COLOR, ms=4)
-    ax.set(xlim=(0, end), ylim=(0, 1.02), xlabel="months since start of rechallenge", ylabel="P(PFS > t)",
-           title=title)
+    ax.set(xlim=(0, end), ylim=(0, 1.02), xlabel="months since start of rechallenge", ylabel="P(PFS > t)")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return ax

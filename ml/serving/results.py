@@ -145,6 +145,15 @@ def median_text(median: float) -> str:
     return NOT_REACHED if not np.isfinite(median) else f"{median:.1f} months"
 
 
+def median_ci_text(median: float, low: float, high: float, interval: bool = True) -> str:
+    """'14.5 months (95% CI 10.9 to 26.8)'; a limit that is not reached is said so; without an
+    interval (`interval` False), the median alone."""
+    if not interval:
+        return median_text(median)
+    limits = [f"{x:.1f}" if np.isfinite(x) else NOT_REACHED for x in (low, high)]
+    return f"{median_text(median)} (95% CI {limits[0]} to {limits[1]})"
+
+
 def to_frame(result: ScoreResult) -> pd.DataFrame:
     """The flat table: one row per patient (the pyfunc output, the CLI's CSV)."""
     top_up, top_down = result.top_text()

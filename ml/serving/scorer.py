@@ -293,15 +293,23 @@ class SurvivalScorer:
             "uncertainty": self.ci_description(),
         }
 
-    def ci_description(self, ci_bootstrap: int | None = None) -> str:
-        """How the intervals are computed for this model (without computing a bootstrap)."""
+    def ci_description(self) -> str:
+        """How the intervals of a scoring without `ci_bootstrap` are computed."""
         model = delta_model(self.pipeline)
         if model is not None:
             return delta_text(model)
-        n_boot = getattr(self, "ci_bootstrap", 0) if ci_bootstrap is None else ci_bootstrap
-        if n_boot > 0 and (getattr(self, "train_", None) is not None or getattr(self, "refits_", None)):
-            return METHODS["bootstrap"].split(":")[0] + f" (B = {n_boot})"
-        return METHODS["none"].format(reason="not a Cox model and no bootstrap refits")
+        refits = getattr(self, "refits_", None)
+        if refits is not None:
+            return refits.text()
+        return METHODS["none"].format(reason="not a Cox model, and no bootstrap refits were made")
+
+    def prepare_bootstrap(self, n_boot: int) -> str:
+        """Make B bootstrap refits now (a model the delta method does not cover), e.g. before a
+        server takes traffic: scoring without `ci_bootstrap` then uses them. Returns how the
+        intervals are computed. B = 0 drops the refits (no intervals)."""
+        if delta_model(self.pipeline) is None:
+            self.refits_ = self._refits(n_boot)[0]
+        return self.ci_description()
 
     def pyfunc_contract(self) -> PyfuncContract:
         """What the survival pyfunc takes and gives, for `ml.tracking` to log as its signature.
