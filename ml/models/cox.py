@@ -157,17 +157,14 @@ class CoxPH(_CoxBase):
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         cv = self.curve_variance_
-        bands = cox_prediction.survival_band(cv, self._design(X, reset=False), level=1 - alpha)
+        x = self._design(X, reset=False)
         if times is None:
-            return bands
-        at = np.atleast_1d(np.asarray(times, dtype=float))
-        idx = np.searchsorted(cv.times, at, side="right") - 1
-        out = []
+            return cox_prediction.survival_band(cv, x, level=1 - alpha)
+        at = cox_prediction.at_times(cv, times)
+        bands = cox_prediction.survival_band(at, x, level=1 - alpha)
         for band in bands:
-            values = np.where(idx[None, :] >= 0, band[:, np.clip(idx, 0, None)], 1.0)
-            values[:, at > cv.times[-1]] = np.nan
-            out.append(values)
-        return tuple(out)
+            band[:, at.times > cv.times[-1]] = np.nan
+        return bands
 
 
 def _soft_threshold(z: float, gamma: float) -> float:

@@ -58,6 +58,7 @@ __all__ = ["SCORE_FEATURES", "SurvivalScorer"]
 CURVE_STEP = 0.25          # months between points of a curve sent to the page
 CURVE_MAX = 36.0           # months shown on the page's curve (or the last training time)
 CHUNK = 20_000             # rows per block when building curves (bounds memory on big batches)
+BAND_CHUNK = 1_000         # rows per block of interval bands (each on every training time)
 PROBE_ROWS = 50            # training rows on which the fast replays must match the originals
 # The survival pyfunc ships these packages' source (its pickles name their classes), and
 # pins the distributions of the third-party modules they import when a scorer is unpickled
@@ -197,26 +198,33 @@ class SurvivalScorer:
 
     def _intervals(self, features: pd.DataFrame, Xt: pd.DataFrame, horizons: np.ndarray,
                    grid: np.ndarray | None, ci_bootstrap: int | None) -> dict[str, Any]:
-        """The ScoreResult fields of the pointwise 95 % intervals (see `ml.serving.uncertainty`)."""
-        points = np.concatenate([horizons, self.times_, grid if grid is not None else []])
+        """The ScoreResult fields of the pointwise 95 % intervals (see `ml.serving.uncertainty`),
+        in blocks of rows: the band on every training time (for the median) stays small."""
+        band, method = self._band(ci_bootstrap)
+        grid = grid if grid is not None else np.zeros(0)
+        points = np.concatenate([horizons, self.times_, grid])
+        h, t = len(horizons), len(self.times_)
+        if band is None or not len(Xt):
+            low = high = np.full((len(Xt), len(points)), np.nan)
+            parts = [_band_parts(low, high, self.times_, h, t)]
+        else:
+            parts = [_band_parts(*band(features.iloc[i:i + BAND_CHUNK], Xt.iloc[i:i + BAND_CHUNK], points),
+                                 self.times_, h, t) for i in range(0, len(Xt), BAND_CHUNK)]
+        names = ("survival_low", "survival_high", "median_low", "median_high", "curves_low", "curves_high")
+        out: dict[str, Any] = {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
+        if not len(grid):
+            out["curves_low"] = out["curves_high"] = None
+        return {**out, "ci_method": method}
+
+    def _band(self, ci_bootstrap: int | None) -> tuple[Any, str]:
+        """(band(features, Xt, points) -> (low, high), or None; the method's description)."""
         model = delta_model(self.pipeline)
         if model is not None:
-            _, low, high = model.predict_survival_ci(Xt, points)
-            method = delta_text(model)
-        else:
-            refits, reason = self._refits(ci_bootstrap)
-            if refits is None:
-                low = high = np.full((len(Xt), len(points)), np.nan)
-                method = METHODS["none"].format(reason=reason)
-            else:
-                low, high = bootstrap_band(refits, features, points)
-                method = refits.text()
-        h, t = len(horizons), len(self.times_)
-        times = slice(h, h + t)
-        median_low, median_high = medians(self.times_, low[:, times]), medians(self.times_, high[:, times])
-        return {"survival_low": low[:, :h], "survival_high": high[:, :h], "median_low": median_low,
-                "median_high": median_high, "curves_low": low[:, h + t:] if grid is not None else None,
-                "curves_high": high[:, h + t:] if grid is not None else None, "ci_method": method}
+            return (lambda features, Xt, points: model.predict_survival_ci(Xt, points)[1:]), delta_text(model)
+        refits, reason = self._refits(ci_bootstrap)
+        if refits is None:
+            return None, METHODS["none"].format(reason=reason)
+        return (lambda features, Xt, points: bootstrap_band(refits, features, points)), refits.text()
 
     def _refits(self, n_boot: int | None) -> tuple[Any, str]:
         """(the bootstrap refits to use or None, why there are none)."""
@@ -320,6 +328,14 @@ class SurvivalScorer:
         inputs = {ID: "string", **{c: ANY_TYPE if BY_NAME[c].numeric else "string" for c in SCORE_FEATURES}}
         return PyfuncContract(inputs=inputs, outputs=output_columns(self.horizons), optional=(ID,),
                               example=(EXAMPLE_PATIENT,), code=PYFUNC_CODE, imports=PYFUNC_IMPORTS)
+
+
+def _band_parts(low: np.ndarray, high: np.ndarray, times: np.ndarray, h: int,
+                t: int) -> tuple[np.ndarray, ...]:
+    """A band on (horizons, training times, grid) cut into its horizons, medians and grid."""
+    at_times = slice(h, h + t)
+    return (low[:, :h], high[:, :h], medians(times, low[:, at_times]), medians(times, high[:, at_times]),
+            low[:, h + t:], high[:, h + t:])
 
 
 def _imputed(X: pd.DataFrame) -> list[list[str]]:

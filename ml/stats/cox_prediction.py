@@ -46,6 +46,23 @@ class CoxCurveVariance:
     xbar: np.ndarray         # times x p: sum_{t_j <= t} (dN_j / S0_j) (xbar_j - center)
 
 
+def at_times(cv: CoxCurveVariance, times) -> CoxCurveVariance:
+    """The same pieces read at `times` (right-continuous steps: zero before the first training
+    time, the last value after the last one), so a band is computed at those times only."""
+    at = np.atleast_1d(np.asarray(times, dtype=float))
+    idx = np.searchsorted(cv.times, at, side="right") - 1
+    before = idx < 0
+    idx = np.clip(idx, 0, None)
+
+    def read(values):
+        out = values[idx].copy()
+        out[before] = 0.0
+        return out
+
+    return CoxCurveVariance(times=at, center=cv.center, coef=cv.coef, cov=cv.cov, hazard=read(cv.hazard),
+                            var_hazard=read(cv.var_hazard), xbar=read(cv.xbar))
+
+
 def coefficient_covariance(information: np.ndarray, ridge_total: float = 0.0) -> np.ndarray:
     """Inverse of the (penalised) information I + ridge_total * Id; a pseudo-inverse if singular."""
     a = np.asarray(information, dtype=float) + ridge_total * np.eye(len(information))
