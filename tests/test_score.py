@@ -190,6 +190,22 @@ def test_refits_made_at_fit_travel_with_the_scorer(scorers, data):
     assert np.isnan(scorers["coxnet"].score(data.X.head(3))["surv_12m_low"]).all()  # none asked for
 
 
+def test_service_answers_with_the_intervals(scorers):
+    from fastapi.testclient import TestClient
+
+    from ml.serving import app as serve
+
+    scorer = scorers["cox"]
+    with TestClient(serve.create_app(scorer=scorer)) as client:
+        assert "delta method" in client.get("/health").json()["uncertainty"]
+        resp = client.post("/score", params={"curve": "true"}, json=patient())
+    assert resp.status_code == 200
+    body = serve.ScoreResponse.model_validate(resp.json())
+    got, want = body.results[0], scorer.score_records([patient()], curve=True)[0]
+    assert got.survival_ci == want["survival_ci"] and got.median_pfs_ci == want["median_pfs_ci"]
+    assert got.curve.low == want["curve"]["low"] and "survfit.coxph" in got.ci_method
+
+
 def test_curve_plot_shades_the_band_and_titles_the_median_ci():
     import matplotlib.pyplot as plt
 
