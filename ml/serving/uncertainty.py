@@ -52,6 +52,8 @@ def delta_text(model: CoxPH) -> str:
     ridge = model._fitted_ridge() or 0.0
     information = (f"information penalised by the ridge (alpha = {ridge:g})" if ridge > 0
                    else "information (unpenalised fit)")
+    if getattr(model, "alpha_", None) is not None:  # a penalty the model chose from the data
+        information += ", the chosen penalty treated as fixed"
     return METHODS["delta"].format(information=information) + "; " + MEDIAN_RULE
 
 
