@@ -117,8 +117,9 @@ class CoxPH(_CoxBase):
 
     # --- pointwise uncertainty of a predicted curve (delta method, as R's survfit.coxph)
 
-    STATIONARY_TOL = 1e-6
-    """Largest |gradient| of the penalised objective at which the fit counts as at its optimum."""
+    STATIONARY_TOL = 1e-10
+    """Largest Newton decrement g'H^-1 g of the penalised objective (per unit weight; invariant to
+    the scale of the columns) at which the fit counts as at its optimum."""
 
     def _fitted_ridge(self) -> float | None:
         """The ridge the coefficients were fitted with: `alpha_` (a subclass that chooses it,
@@ -135,9 +136,10 @@ class CoxPH(_CoxBase):
             return
         pl = coxph.evaluate(coxph.risk_sets(x=x, time=time, event=event, w=w, ties=self.ties), beta)
         scale = float(w.sum())
-        if np.max(np.abs(-pl.gradient / scale + ridge * beta), initial=0.0) > self.STATIONARY_TOL:
-            return  # not at the optimum of that objective (no convergence, separation): no delta method
         cov = cox_prediction.coefficient_covariance(pl.information, ridge * scale)
+        gradient = -pl.gradient / scale + ridge * beta
+        if not scale * gradient @ cov @ gradient <= self.STATIONARY_TOL:
+            return  # not at the optimum of that objective (stopped early): no delta method
         self.curve_variance_ = cox_prediction.cox_curve_variance(time, event, x, w, beta, cov)
 
     def predict_survival_ci(self, X, times=None, alpha: float = 0.05) -> tuple[np.ndarray, ...]:
@@ -147,13 +149,14 @@ class CoxPH(_CoxBase):
         ctype = 1, conf.type = "log")` (see `ml.stats.cox_prediction`), with the covariance of
         the coefficients = the inverse of the information, penalised by the ridge when
         alpha > 0. Right-continuous steps: S = low = high = 1 before the first training time,
-        NaN after the last. Raises ValueError when the fit is not at an optimum of its
-        objective (a separated or unconverged fit), where the delta method does not apply.
+        NaN after the last. Raises ValueError when the fit stopped short of the optimum of its
+        objective, where the delta method does not apply. (A separated fit, alpha = 0, is at
+        its flat limit: its band is honest and very wide.)
         """
         check_is_fitted(self)
         if getattr(self, "curve_variance_", None) is None:
-            raise ValueError("this Cox fit is not at a finite optimum of its objective (separation or no "
-                             "convergence): the delta method does not apply; use a bootstrap or alpha > 0")
+            raise ValueError("this Cox fit stopped short of the optimum of its objective (no convergence): "
+                             "the delta method does not apply; use a bootstrap")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         cv = self.curve_variance_
