@@ -149,3 +149,21 @@ def test_no_delta_band_for_a_fit_short_of_its_optimum():
     assert model.curve_variance_ is None
     with pytest.raises(ValueError, match="delta method does not apply"):
         model.predict_survival_ci(X.head(2))
+
+
+def test_band_covers_the_true_curve_95_percent_of_the_time():
+    """Data from a known Cox model (exponential baseline): the 95 % band at 6 and 12 months holds
+    the true S(t|x0) in about 95 % of 400 simulated studies of 200 patients (binomial SE 1.1 %)."""
+    rng = np.random.default_rng(0)
+    beta, rate = np.array([0.7, -0.5, 0.3]), 0.08
+    x0, t0 = np.array([[0.5, 1.0, -0.3]]), np.array([6.0, 12.0])
+    truth = np.exp(-rate * t0 * np.exp(x0 @ beta))
+    hits = np.zeros(2)
+    for _ in range(400):
+        x = rng.normal(size=(200, 3))
+        t = rng.exponential(1 / (rate * np.exp(x @ beta)))
+        c = rng.uniform(5, 30, 200)
+        model = CoxPH(alpha=0.0).fit(x, Surv.from_arrays(t <= c, np.minimum(t, c)))
+        _, low, high = model.predict_survival_ci(x0, t0)
+        hits += ((low <= truth) & (truth <= high))[0]
+    assert np.all((hits / 400 > 0.92) & (hits / 400 < 0.98)), hits / 400
