@@ -124,7 +124,9 @@ class CoxPH(_CoxBase):
     def _fitted_ridge(self) -> float | None:
         """The ridge the coefficients were fitted with: `alpha_` (a subclass that chooses it,
         scikit-learn's naming, e.g. RidgeCV) or else `alpha`; None if neither is a number."""
-        ridge = getattr(self, "alpha_", self.alpha)
+        ridge = getattr(self, "alpha_", None)
+        if ridge is None:
+            ridge = self.alpha
         return float(ridge) if isinstance(ridge, Real) and ridge >= 0 else None
 
     def _finish(self, beta, x, time, event, sample_weight) -> None:
