@@ -136,6 +136,92 @@ def test_median_not_reached():
                                [1.0, 0.5, np.nan])
 
 
+# ------------------------------------------------------------------ uncertainty
+
+
+def test_cox_intervals_are_the_models_delta_band(scorers, data):
+    scorer, X = scorers["cox"], data.X.iloc[:40]
+    result = scorer.predict_result(X, curve=True)
+    Xt = scorer.pipeline.preprocessor_.transform(X)
+    s, low, high = scorer.pipeline.model_.predict_survival_ci(Xt, result.horizons)
+    np.testing.assert_allclose(result.survival, s, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.survival_low, low, rtol=1e-12)
+    np.testing.assert_allclose(result.survival_high, high, rtol=1e-12)
+    assert np.all((low < s) & (s < high))
+    curves = result.curves
+    assert np.all((result.curves_low <= curves + 1e-12) & (curves <= result.curves_high + 1e-12))
+    m, m_low, m_high = result.median, result.median_low, result.median_high
+    reached = np.isfinite(m)
+    assert reached.sum() > 10
+    assert np.all(m_low[reached] <= m[reached]) and np.all(~(m_high[reached] < m[reached]))
+    assert "delta method" in result.ci_method and "survfit.coxph" in result.ci_method
+    assert "ridge (alpha = 0.01)" in result.ci_method
+
+
+def test_bootstrap_band_is_seeded(scorers, data):
+    X = data.X.iloc[:6]
+
+    def band(seed, n_boot=4):
+        scorer = cloudpickle.loads(cloudpickle.dumps(scorers["coxnet"]))
+        scorer.random_state = seed
+        return scorer.predict_result(X, ci_bootstrap=n_boot)
+
+    first, again, other = band(0), band(0), band(1)
+    np.testing.assert_array_equal(first.survival_low, again.survival_low)
+    np.testing.assert_array_equal(first.median_high, again.median_high)
+    assert not np.allclose(first.survival_low, other.survival_low)
+    assert np.all(first.survival_low <= first.survival_high)
+    assert "bootstrap percentile" in first.ci_method and "B = 4" in first.ci_method
+    off = band(0, n_boot=0)
+    assert np.isnan(off.survival_low).all() and off.ci_method.startswith("no CI")
+    table = results.to_frame(first)
+    np.testing.assert_array_equal(table["surv_12m_low"], first.survival_low[:, 2])
+    assert (table["ci_method"] == first.ci_method).all()
+
+
+def test_refits_made_at_fit_travel_with_the_scorer(scorers, data):
+    from ml.serving.scorer import SurvivalScorer
+
+    scorer = SurvivalScorer(scorers["coxnet"].pipeline, ci_bootstrap=3).fit(data.X, data.y)
+    assert len(scorer.refits_.pipelines) == 3
+    out = cloudpickle.loads(cloudpickle.dumps(scorer)).score(data.X.head(3))
+    assert out["surv_12m_low"].notna().all() and "B = 3" in out["ci_method"].iloc[0]
+    pd.testing.assert_frame_equal(out, scorer.score(data.X.head(3)))
+    assert np.isnan(scorers["coxnet"].score(data.X.head(3))["surv_12m_low"]).all()  # none asked for
+
+
+def test_service_answers_with_the_intervals(scorers):
+    from fastapi.testclient import TestClient
+
+    from ml.serving import app as serve
+
+    scorer = scorers["cox"]
+    with TestClient(serve.create_app(scorer=scorer)) as client:
+        assert "delta method" in client.get("/health").json()["uncertainty"]
+        resp = client.post("/score", params={"curve": "true"}, json=patient())
+    assert resp.status_code == 200
+    body = serve.ScoreResponse.model_validate(resp.json())
+    got, want = body.results[0], scorer.score_records([patient()], curve=True)[0]
+    assert got.survival_ci == want["survival_ci"] and got.median_pfs_ci == want["median_pfs_ci"]
+    assert got.curve.low == want["curve"]["low"] and "survfit.coxph" in got.ci_method
+
+
+def test_curve_plot_shades_the_band_and_titles_the_median_ci():
+    import matplotlib.pyplot as plt
+
+    from ml.reporting.score_plots import plot_survival_curve
+
+    months = np.array([0.0, 1.0, 2.0, 3.0])
+    fig, ax = plt.subplots()
+    plot_survival_curve(ax, months, np.array([1.0, 0.8, 0.6, 0.4]), median=3.0,
+                        low=np.array([1.0, 0.7, 0.4, 0.2]), high=np.array([1.0, 0.9, 0.8, 0.6]),
+                        band_label="95% CI (delta method)")
+    assert len(ax.collections) == 1 and ax.get_legend().get_texts()[0].get_text() == "95% CI (delta method)"
+    plt.close(fig)
+    assert results.median_ci_text(14.45, 10.9, np.nan) == "14.4 months (95% CI 10.9 to not reached)"
+    assert results.median_ci_text(np.nan, np.nan, np.nan, interval=False) == "not reached"
+
+
 # ------------------------------------------------------------------ explanations
 
 
@@ -189,6 +275,12 @@ def test_records_are_json_ready_with_curve(scorers):
     curve = rec[0]["curve"]
     assert curve["months"][0] == 0.0 and len(curve["months"]) == len(curve["survival"]) > 50
     assert np.all(np.diff(curve["survival"]) <= 1e-12)
+    cox = scorers["cox"].score_records([patient()], curve=True)[0]
+    json.dumps(cox, allow_nan=False)
+    low, high = cox["survival_ci"]["surv_12m"]
+    assert low < cox["survival"]["surv_12m"] < high and "delta method" in cox["ci_method"]
+    assert len(cox["curve"]["low"]) == len(cox["curve"]["high"]) == len(cox["curve"]["months"])
+    assert cox["median_pfs_ci"][0] <= cox["median_pfs_months"]
 
 
 def test_pickled_scorer_gives_the_same_numbers(scorers, data):
@@ -342,6 +434,9 @@ def test_cli_scores_one_patient_with_plot(saved_model, tmp_path):
     assert expected["risk_group"] in result.output and "anna" in result.output
     written = json.loads(out.read_text())
     assert written[0]["risk_group"] == expected["risk_group"]
+    assert written[0]["survival_ci"]["surv_12m"] == pytest.approx([expected["surv_12m_low"],
+                                                                   expected["surv_12m_high"]])
+    assert "intervals: pointwise 95% CI by the delta method" in " ".join(result.output.split())
     assert written[0]["risk_score"] == pytest.approx(expected["risk_score"])
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -366,6 +461,7 @@ def test_cli_scores_a_table_to_csv(saved_model, tmp_path, twin_small):
     (["--patient", "{missing}"], "No such file"),
     (["--patient", "{p}", "--out", "x.txt"], "must end in .json or .csv"),
     (["--patient", "{good}", "--model", "{missing}"], "cannot load a model"),
+    (["--patient", "{good}", "--ci-bootstrap", "-1"], "--ci-bootstrap"),
 ])
 def test_cli_bad_input_exits_2(saved_model, tmp_path, args, message):
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"

@@ -121,7 +121,8 @@ def survival_model_logger(model_name: str, random_state: int) -> Callable[[Any, 
 
     def log_model(model: Any, data: Any) -> str:
         if set(SCORE_FEATURES) <= set(data.X.columns):
-            scorer = SurvivalScorer(model, model_name=model_name, random_state=random_state).fit(data.X)
+            scorer = SurvivalScorer(model, model_name=model_name, random_state=random_state)
+            scorer.fit(data.X, data.y)  # with y: a non-Cox model keeps its rows for a bootstrap band
             return tracking.log_survival_model(scorer)
         return log_sklearn_model(model, data)
 

@@ -15,9 +15,10 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ml.models.base import BreslowMixin, SurvivalEstimator, SurvivalInputError, as_target, check_weights
-from ml.stats import coxph
+from ml.stats import cox_prediction, coxph
 
 _COMMON_CONSTRAINTS = {
     "alpha": [Interval(Real, 0, None, closed="left")],
@@ -113,6 +114,62 @@ class CoxPH(_CoxBase):
         _warn_separation(beta, self)
         self._finish(beta, x, time, event, sample_weight)
         return self
+
+    # --- pointwise uncertainty of a predicted curve (delta method, as R's survfit.coxph)
+
+    STATIONARY_TOL = 1e-10
+    """Largest Newton decrement g'H^-1 g of the penalised objective (per unit weight; invariant to
+    the scale of the columns) at which the fit counts as at its optimum."""
+
+    def _fitted_ridge(self) -> float | None:
+        """The ridge the coefficients were fitted with: `alpha_` (a subclass that chooses it,
+        scikit-learn's naming, e.g. RidgeCV) or else `alpha`; None if neither is a number."""
+        ridge = getattr(self, "alpha_", None)
+        if ridge is None:
+            ridge = self.alpha
+        return float(ridge) if isinstance(ridge, Real) and ridge >= 0 else None
+
+    def _finish(self, beta, x, time, event, sample_weight) -> None:
+        super()._finish(beta, x, time, event, sample_weight)
+        self.curve_variance_ = None
+        ridge = self._fitted_ridge()
+        w = check_weights(sample_weight, len(time))
+        if ridge is None:
+            return
+        pl = coxph.evaluate(coxph.risk_sets(x=x, time=time, event=event, w=w, ties=self.ties), beta)
+        scale = float(w.sum())
+        cov = cox_prediction.coefficient_covariance(pl.information, ridge * scale)
+        gradient = -pl.gradient / scale + ridge * beta
+        if not scale * gradient @ cov @ gradient <= self.STATIONARY_TOL:
+            return  # not at the optimum of that objective (stopped early): no delta method
+        self.curve_variance_ = cox_prediction.cox_curve_variance(time, event, x, w, beta, cov)
+
+    def predict_survival_ci(self, X, times=None, alpha: float = 0.05) -> tuple[np.ndarray, ...]:
+        """(S, low, high): patients x `times` (default `unique_times_`), pointwise 1 - alpha band.
+
+        Delta method on the cumulative hazard, log scale: R's `survfit.coxph(fit, newdata,
+        ctype = 1, conf.type = "log")` (see `ml.stats.cox_prediction`), with the covariance of
+        the coefficients = the inverse of the information, penalised by the ridge when
+        alpha > 0. Right-continuous steps: S = low = high = 1 before the first training time,
+        NaN after the last. Raises ValueError when the fit stopped short of the optimum of its
+        objective, where the delta method does not apply. (A separated fit, alpha = 0, is at
+        its flat limit: its band is honest and very wide.)
+        """
+        check_is_fitted(self)
+        if getattr(self, "curve_variance_", None) is None:
+            raise ValueError("this Cox fit stopped short of the optimum of its objective (no convergence): "
+                             "the delta method does not apply; use a bootstrap")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        cv = self.curve_variance_
+        x = self._design(X, reset=False)
+        if times is None:
+            return cox_prediction.survival_band(cv, x, level=1 - alpha)
+        at = cox_prediction.at_times(cv, times)
+        bands = cox_prediction.survival_band(at, x, level=1 - alpha)
+        for band in bands:
+            band[:, at.times > cv.times[-1]] = np.nan
+        return bands
 
 
 def _soft_threshold(z: float, gamma: float) -> float:

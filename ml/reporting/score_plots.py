@@ -13,10 +13,16 @@ MEDIAN_COLOR = "#c62828"
 
 def plot_survival_curve(ax: Any, months: np.ndarray, survival: np.ndarray, *, median: float,
                         horizons: Sequence[float] = (), horizon_survival: Sequence[float] = (),
-                        title: str = "") -> Any:
-    """S(t) as a step function on `months`, the median (if reached within the plot) as a
-    dashed line and S at `horizons` as dots; returns `ax`."""
+                        title: str = "", low: np.ndarray | None = None, high: np.ndarray | None = None,
+                        band_label: str = "95% CI") -> Any:
+    """S(t) as a step function on `months`, its pointwise interval (`low`, `high`, if given and
+    not all NaN) as a shaded band labelled `band_label`, the median (if reached within the plot)
+    as a dashed line and S at `horizons` as dots; returns `ax`."""
     end = months[-1]
+    if low is not None and high is not None and np.any(np.isfinite(low)):
+        ax.fill_between(months, low, high, step="post", color=CURVE_COLOR, alpha=0.18, lw=0,
+                        label=band_label)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.step(months, survival, where="post", color=CURVE_COLOR, lw=2)
     ax.axhline(0.5, color="0.6", ls="--", lw=0.8)
     if np.isfinite(median) and median <= end:
@@ -24,7 +30,7 @@ def plot_survival_curve(ax: Any, months: np.ndarray, survival: np.ndarray, *, me
     for t, s in zip(horizons, horizon_survival, strict=True):
         if np.isfinite(s) and t <= end:
             ax.plot([t], [s], "o", color=CURVE_COLOR, ms=4)
-    ax.set(xlim=(0, end), ylim=(0, 1.02), xlabel="months since start of rechallenge", ylabel="P(PFS > t)",
-           title=title)
+    ax.set(xlim=(0, end), ylim=(0, 1.02), xlabel="months since start of rechallenge", ylabel="P(PFS > t)")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return ax

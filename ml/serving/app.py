@@ -77,6 +77,8 @@ class Contribution(BaseModel):
 class Curve(BaseModel):
     months: list[float]
     survival: list[float]
+    low: list[float | None] | None = Field(None, description="lower limit of the pointwise 95% CI")
+    high: list[float | None] | None = Field(None, description="upper limit of the pointwise 95% CI")
 
 
 class PatientScore(BaseModel):
@@ -85,11 +87,16 @@ class PatientScore(BaseModel):
     risk_percentile: float = Field(..., description="percent of training patients with lower risk")
     risk_group: Literal[RISK_GROUPS]
     survival: dict[str, float | None] = Field(..., description="P(PFS > t) at 3, 6, 12, 24 months")
+    survival_ci: dict[str, list[float | None]] = Field(
+        ..., description="pointwise 95% CI [low, high] of P(PFS > t) (null: none, see ci_method)")
     median_pfs_months: float | None = Field(..., description="null when not reached")
+    median_pfs_ci: list[float | None] = Field(
+        ..., description="95% CI [low, high] of the median (null: not reached, or no CI)")
     median_pfs: str
     top_up: list[Contribution]
     top_down: list[Contribution]
     imputed: list[str]
+    ci_method: str = Field(..., description="how the intervals were computed (delta method, bootstrap, none)")
     curve: Curve | None = None
 
 

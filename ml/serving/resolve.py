@@ -28,7 +28,7 @@ def fit_scorer(model: str = "cox", data: Any = None, random_state: int | None = 
     data = data if data is not None else datasets.twin()
     pipeline = models.fit_full(model, data.spec, data.X, data.y, random_state=random_state,
                                treatment_column=data.treatment_column, **params)
-    return SurvivalScorer(pipeline, model_name=model, random_state=random_state).fit(data.X)
+    return SurvivalScorer(pipeline, model_name=model, random_state=random_state).fit(data.X, data.y)
 
 
 def scorer_from(obj: Any, reference: Any = None) -> tuple[SurvivalScorer, list[str]]:

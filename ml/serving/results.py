@@ -27,13 +27,19 @@ def horizon_column(t: float) -> str:
     return f"surv_{t:g}m"
 
 
+def horizon_columns(t: float) -> tuple[str, str, str]:
+    """S(t) and the limits of its pointwise 95 % interval: surv_12m, surv_12m_low, surv_12m_high."""
+    return horizon_column(t), f"{horizon_column(t)}_low", f"{horizon_column(t)}_high"
+
+
 def output_columns(horizons: Sequence[float] = HORIZONS) -> dict[str, str]:
     """The columns of `to_frame` for these horizons, with their MLflow types."""
     return {
         "id": "string", "risk_score": "double", "risk_percentile": "double", "risk_group": "string",
-        **{horizon_column(t): "double" for t in horizons},
-        "median_pfs_months": "double", "median_pfs": "string", "top_up": "string", "top_down": "string",
-        "imputed": "string",
+        **{column: "double" for t in horizons for column in horizon_columns(t)},
+        "median_pfs_months": "double", "median_pfs_months_low": "double", "median_pfs_months_high": "double",
+        "median_pfs": "string", "top_up": "string", "top_down": "string",
+        "imputed": "string", "ci_method": "string",
     }
 
 
@@ -58,6 +64,22 @@ class ScoreResult:
     curve_times: np.ndarray | None = None
     curves: np.ndarray | None = None   # patients x curve_times
     notes: list[str] = field(default_factory=list)
+    # pointwise 95 % intervals (NaN when there is none) and how they were computed
+    survival_low: np.ndarray | None = None    # patients x horizons
+    survival_high: np.ndarray | None = None
+    median_low: np.ndarray | None = None      # NaN = the limit is not reached
+    median_high: np.ndarray | None = None
+    curves_low: np.ndarray | None = None      # patients x curve_times
+    curves_high: np.ndarray | None = None
+    ci_method: str = ""
+
+    def interval(self, name: str) -> np.ndarray:
+        """One of the interval arrays, NaN-filled when the result has none."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        shape = (len(self.ids), len(self.horizons)) if name.startswith("survival") else (len(self.ids),)
+        return np.full(shape, np.nan)
 
     def top_indices(self, k: int = TOP_K) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(up columns, up effects, down columns, down effects): each patients x k, largest
@@ -123,6 +145,15 @@ def median_text(median: float) -> str:
     return NOT_REACHED if not np.isfinite(median) else f"{median:.1f} months"
 
 
+def median_ci_text(median: float, low: float, high: float, interval: bool = True) -> str:
+    """'14.5 months (95% CI 10.9 to 26.8)'; a limit that is not reached is said so; without an
+    interval (`interval` False), the median alone."""
+    if not interval:
+        return median_text(median)
+    limits = [f"{x:.1f}" if np.isfinite(x) else NOT_REACHED for x in (low, high)]
+    return f"{median_text(median)} (95% CI {limits[0]} to {limits[1]})"
+
+
 def to_frame(result: ScoreResult) -> pd.DataFrame:
     """The flat table: one row per patient (the pyfunc output, the CLI's CSV)."""
     top_up, top_down = result.top_text()
@@ -131,12 +162,17 @@ def to_frame(result: ScoreResult) -> pd.DataFrame:
         "risk_score": result.risk,
         "risk_percentile": result.percentile,
         "risk_group": result.group.astype(str),
-        **{horizon_column(t): result.survival[:, j] for j, t in enumerate(result.horizons)},
+        **{column: values[:, j] for j, t in enumerate(result.horizons)
+           for column, values in zip(horizon_columns(t), (result.survival, result.interval("survival_low"),
+                                                          result.interval("survival_high")), strict=True)},
         "median_pfs_months": result.median,
+        "median_pfs_months_low": result.interval("median_low"),
+        "median_pfs_months_high": result.interval("median_high"),
         "median_pfs": [median_text(m) for m in result.median],
         "top_up": top_up,
         "top_down": top_down,
         "imputed": [", ".join(cols) for cols in result.imputed],
+        "ci_method": result.ci_method,
     })
     return out
 
@@ -145,10 +181,16 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _rounded(x: float) -> float | None:
+    return round(float(x), 6) if np.isfinite(x) else None
+
+
 def to_records(result: ScoreResult) -> list[dict[str, Any]]:
     """JSON-ready records (no NaN: unknown numbers are null), with structured explanations."""
     records = []
     tops = result.all_top_features()
+    low, high = result.interval("survival_low"), result.interval("survival_high")
+    median_low, median_high = result.interval("median_low"), result.interval("median_high")
     for i in range(len(result.ids)):
         up, down = tops[i]
         rec: dict[str, Any] = {
@@ -158,15 +200,22 @@ def to_records(result: ScoreResult) -> list[dict[str, Any]]:
             "risk_group": str(result.group[i]),
             "survival": {horizon_column(t): _finite(result.survival[i, j])
                          for j, t in enumerate(result.horizons)},
+            "survival_ci": {horizon_column(t): [_finite(low[i, j]), _finite(high[i, j])]
+                            for j, t in enumerate(result.horizons)},
             "median_pfs_months": _finite(result.median[i]),
+            "median_pfs_ci": [_finite(median_low[i]), _finite(median_high[i])],
             "median_pfs": median_text(result.median[i]),
             "top_up": up,
             "top_down": down,
             "imputed": result.imputed[i],
+            "ci_method": result.ci_method,
         }
         if result.curves is not None:
             rec["curve"] = {"months": [round(float(t), 4) for t in result.curve_times],
                             "survival": [round(float(s), 6) for s in result.curves[i]]}
+            if result.curves_low is not None:
+                rec["curve"]["low"] = [_rounded(v) for v in result.curves_low[i]]
+                rec["curve"]["high"] = [_rounded(v) for v in result.curves_high[i]]
         records.append(rec)
     return records
 
@@ -178,6 +227,13 @@ def step_values(times: np.ndarray, surv: np.ndarray, at: np.ndarray) -> np.ndarr
     out = np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
     out[:, at > times[-1]] = np.nan
     return out
+
+
+def band_medians(times: np.ndarray, surv: np.ndarray, low: np.ndarray,
+                 high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, its lower and upper limits): the first times at which S, the lower and the upper
+    curve reach 0.5 (R's `quantile.survfit`: the lower curve crosses first); NaN = not reached."""
+    return medians(times, surv), medians(times, low), medians(times, high)
 
 
 def medians(times: np.ndarray, surv: np.ndarray) -> np.ndarray:

@@ -15,6 +15,10 @@ linear SHAP; tree explainers use the training cover of their nodes). For every p
 - `risk_group`: low / intermediate / high (training tertiles of the risk score),
 - `surv_3m` .. `surv_24m`: P(PFS > t months) read off the predicted survival curve,
 - `median_pfs_months` (NaN when the curve never drops to 0.5: "not reached"),
+- pointwise 95 % intervals of S at the horizons, of the curve and of the median
+  (`ml.serving.uncertainty`: the delta method for Cox models, as R's survfit.coxph; a
+  bootstrap of the whole pipeline for the other families, B = `ci_bootstrap`), with the
+  method named in `ci_method`,
 - the features pushing this patient's risk up and down: SHAP values on the risk scale,
   one-hot columns summed back into their original feature.
 
@@ -46,6 +50,7 @@ from ml.serving.results import (
     to_frame,
     to_records,
 )
+from ml.serving.uncertainty import METHODS, bootstrap_band, bootstrap_refits, delta_model, delta_text
 from ml.tracking.models import ANY_TYPE, PyfuncContract
 
 __all__ = ["SCORE_FEATURES", "SurvivalScorer"]
@@ -53,6 +58,7 @@ __all__ = ["SCORE_FEATURES", "SurvivalScorer"]
 CURVE_STEP = 0.25          # months between points of a curve sent to the page
 CURVE_MAX = 36.0           # months shown on the page's curve (or the last training time)
 CHUNK = 20_000             # rows per block when building curves (bounds memory on big batches)
+BAND_CHUNK = 1_000         # rows per block of interval bands (each on every training time)
 PROBE_ROWS = 50            # training rows on which the fast replays must match the originals
 # The survival pyfunc ships these packages' source (its pickles name their classes), and
 # pins the distributions of the third-party modules they import when a scorer is unpickled
@@ -68,19 +74,25 @@ class SurvivalScorer:
 
     Parameters (stored as given, sklearn style): `pipeline` (a fitted `SurvivalPipeline`),
     `horizons` (months), `top_k` (features listed each way), `background_size` (training
-    rows kept for explanations that need a background), `model_name` (family label) and
-    `random_state` (only for a permutation fallback). `fit(X)` learns the cut-offs on the
-    training rows X (raw covariates, as the pipeline was fitted on).
+    rows kept for explanations that need a background), `model_name` (family label),
+    `random_state` (a permutation fallback; the bootstrap's resamples) and `ci_bootstrap` (B
+    bootstrap refits made at `fit` and kept with the scorer, for the intervals of a model
+    the delta method does not cover; 0 = none, B can also be given when scoring). `fit(X, y)`
+    learns the cut-offs on the training rows X (raw covariates, as the pipeline was fitted
+    on); with the outcomes y, a model other than a Cox model keeps the training rows (covariates
+    and outcomes) so that a bootstrap band can be computed later.
     """
 
     def __init__(self, pipeline: Any, horizons: Sequence[float] = HORIZONS, top_k: int = TOP_K,
-                 background_size: int = 200, model_name: str = "", random_state: int | None = 0):
+                 background_size: int = 200, model_name: str = "", random_state: int | None = 0,
+                 ci_bootstrap: int = 0):
         self.pipeline = pipeline
         self.horizons = horizons
         self.top_k = top_k
         self.background_size = background_size
         self.model_name = model_name
         self.random_state = random_state
+        self.ci_bootstrap = ci_bootstrap
 
     # ------------------------------------------------------------------ fit
 
@@ -100,7 +112,19 @@ class SurvivalScorer:
         self.times_ = np.asarray(self.pipeline.unique_times_, dtype=np.float64)
         self.n_train_ = len(features)
         self._check_explanation(features.head(5))
+        self._keep_for_bootstrap(features, y)
         return self
+
+    def _keep_for_bootstrap(self, features: pd.DataFrame, y: Any) -> None:
+        """Training rows (and the refits asked for) for a model the delta method does not cover."""
+        self.train_, self.refits_ = None, None
+        if y is None or delta_model(self.pipeline) is not None:
+            return
+        if len(y) != len(features):
+            raise ValueError(f"y has {len(y)} rows for {len(features)} training rows")
+        self.train_ = (features.reset_index(drop=True), np.asarray(y))
+        if self.ci_bootstrap > 0:
+            self.refits_ = bootstrap_refits(self.pipeline, *self.train_, self.ci_bootstrap, self.random_state)
 
     def _fit_explainer(self, features: pd.DataFrame, Xt: pd.DataFrame) -> None:
         """The explainer on a random background of `background_size` training rows."""
@@ -142,12 +166,18 @@ class SurvivalScorer:
         X = parse_patients(patients)
         return np.asarray(self.pipeline.predict(X[list(SCORE_FEATURES)]), dtype=np.float64)
 
-    def predict_result(self, patients: Any, curve: bool = False, explain: bool = True) -> ScoreResult:
+    def predict_result(self, patients: Any, curve: bool = False, explain: bool = True,
+                       ci_bootstrap: int | None = None) -> ScoreResult:
         """Check the input and compute every output (no formatting)."""
-        return self.result_for(parse_patients(patients), curve=curve, explain=explain)
+        return self.result_for(parse_patients(patients), curve=curve, explain=explain,
+                               ci_bootstrap=ci_bootstrap)
 
-    def result_for(self, X: pd.DataFrame, curve: bool = False, explain: bool = True) -> ScoreResult:
-        """Outputs for an already parsed frame (`parse_patients`)."""
+    def result_for(self, X: pd.DataFrame, curve: bool = False, explain: bool = True,
+                   ci_bootstrap: int | None = None) -> ScoreResult:
+        """Outputs for an already parsed frame (`parse_patients`).
+
+        ci_bootstrap: B refits for the bootstrap band of a non-Cox model (None: the refits
+        made at `fit`, if any; 0: no band). Cox models always get their delta-method band."""
         fast = getattr(self, "fast_preprocessor_", None)
         features = X if fast is not None else X[list(SCORE_FEATURES)]  # the replay picks its columns
         Xt = self._transform(features)
@@ -161,7 +191,55 @@ class SurvivalScorer:
             ids=X[ID].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
             horizons=tuple(float(h) for h in horizons), survival=surv_h, median=median,
             contributions=self._contributions(Xt, features, X.index, explain), values=features,
-            imputed=_imputed(X), curve_times=grid, curves=curves)
+            imputed=_imputed(X), curve_times=grid, curves=curves,
+            **self._intervals(X[list(SCORE_FEATURES)], Xt, horizons, grid, ci_bootstrap))
+
+    # ------------------------------------------------------------------ uncertainty
+
+    def _intervals(self, features: pd.DataFrame, Xt: pd.DataFrame, horizons: np.ndarray,
+                   grid: np.ndarray | None, ci_bootstrap: int | None) -> dict[str, Any]:
+        """The ScoreResult fields of the pointwise 95 % intervals (see `ml.serving.uncertainty`),
+        in blocks of rows: the band on every training time (for the median) stays small."""
+        band, method = self._band(ci_bootstrap)
+        grid = grid if grid is not None else np.zeros(0)
+        points = np.concatenate([horizons, self.times_, grid])
+        h, t = len(horizons), len(self.times_)
+        if band is None or not len(Xt):
+            low = high = np.full((len(Xt), len(points)), np.nan)
+            parts = [_band_parts(low, high, self.times_, h, t)]
+        else:
+            parts = [_band_parts(*band(features.iloc[i:i + BAND_CHUNK], Xt.iloc[i:i + BAND_CHUNK], points),
+                                 self.times_, h, t) for i in range(0, len(Xt), BAND_CHUNK)]
+        names = ("survival_low", "survival_high", "median_low", "median_high", "curves_low", "curves_high")
+        out: dict[str, Any] = {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
+        if not len(grid):
+            out["curves_low"] = out["curves_high"] = None
+        return {**out, "ci_method": method}
+
+    def _band(self, ci_bootstrap: int | None) -> tuple[Any, str]:
+        """(band(features, Xt, points) -> (low, high), or None; the method's description)."""
+        model = delta_model(self.pipeline)
+        if model is not None:
+            return (lambda features, Xt, points: model.predict_survival_ci(Xt, points)[1:]), delta_text(model)
+        refits, reason = self._refits(ci_bootstrap)
+        if refits is None:
+            return None, METHODS["none"].format(reason=reason)
+        return (lambda features, Xt, points: bootstrap_band(refits, features, points)), refits.text()
+
+    def _refits(self, n_boot: int | None) -> tuple[Any, str]:
+        """(the bootstrap refits to use or None, why there are none)."""
+        stored = getattr(self, "refits_", None)
+        if n_boot is None:
+            return stored, "not a Cox model, and the scorer was fitted without bootstrap refits (B = 0)"
+        if n_boot <= 0:
+            return None, "the bootstrap was turned off (B = 0)"
+        if stored is not None and stored.requested == n_boot and stored.seed == self.random_state:
+            return stored, ""
+        train = getattr(self, "train_", None)
+        if train is None:
+            return None, "not a Cox model, and the scorer keeps no training rows to resample"
+        self.refits_ = bootstrap_refits(self.pipeline, *train, n_boot, self.random_state)
+        return self.refits_, ""
 
     def _contributions(self, Xt: pd.DataFrame, features: pd.DataFrame, index: pd.Index,
                        explain: bool) -> pd.DataFrame:
@@ -220,7 +298,26 @@ class SurvivalScorer:
             "n_train": int(self.n_train_),
             "horizons_months": [float(h) for h in self.horizons],
             "follow_up_months": float(self.times_[-1]),
+            "uncertainty": self.ci_description(),
         }
+
+    def ci_description(self) -> str:
+        """How the intervals of a scoring without `ci_bootstrap` are computed."""
+        model = delta_model(self.pipeline)
+        if model is not None:
+            return delta_text(model)
+        refits = getattr(self, "refits_", None)
+        if refits is not None:
+            return refits.text()
+        return METHODS["none"].format(reason="not a Cox model, and no bootstrap refits were made")
+
+    def prepare_bootstrap(self, n_boot: int) -> str:
+        """Make B bootstrap refits now (a model the delta method does not cover), e.g. before a
+        server takes traffic: scoring without `ci_bootstrap` then uses them. Returns how the
+        intervals are computed. B = 0 drops the refits (no intervals)."""
+        if delta_model(self.pipeline) is None:
+            self.refits_ = self._refits(n_boot)[0]
+        return self.ci_description()
 
     def pyfunc_contract(self) -> PyfuncContract:
         """What the survival pyfunc takes and gives, for `ml.tracking` to log as its signature.
@@ -231,6 +328,14 @@ class SurvivalScorer:
         inputs = {ID: "string", **{c: ANY_TYPE if BY_NAME[c].numeric else "string" for c in SCORE_FEATURES}}
         return PyfuncContract(inputs=inputs, outputs=output_columns(self.horizons), optional=(ID,),
                               example=(EXAMPLE_PATIENT,), code=PYFUNC_CODE, imports=PYFUNC_IMPORTS)
+
+
+def _band_parts(low: np.ndarray, high: np.ndarray, times: np.ndarray, h: int,
+                t: int) -> tuple[np.ndarray, ...]:
+    """A band on (horizons, training times, grid) cut into its horizons, medians and grid."""
+    at_times = slice(h, h + t)
+    return (low[:, :h], high[:, :h], medians(times, low[:, at_times]), medians(times, high[:, at_times]),
+            low[:, h + t:], high[:, h + t:])
 
 
 def _imputed(X: pd.DataFrame) -> list[list[str]]:
