@@ -59,7 +59,7 @@ def benchmark(
     drop: DropOpt = None,
     endpoint: str = typer.Option(None, "--endpoint", help="Twin endpoint: pfs | os."),
     models: str = typer.Option(None, "--models", help="Comma-separated models [default: all]: cox, "
-                               "iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
+                               "cox_ridge_cv, iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
     repeats: int = typer.Option(None, "--repeats", min=1, help="CV repeats [default 5]."),
     folds: int = typer.Option(None, "--folds", min=2, help="CV folds [default 5]."),
     seed: int = typer.Option(None, "--seed", min=0, help="Seed of folds and models."),

@@ -46,8 +46,8 @@ def validate(
     treatment: TreatmentOpt = None,
     treated: TreatedOpt = None,
     drop: DropOpt = None,
-    model: str = typer.Option("cox", "--model", help="Model family: cox, iptw_cox, coxnet, rsf, gbsa, "
-                              "xgb_cox, xgb_aft."),
+    model: str = typer.Option("cox", "--model", help="Model family: cox, cox_ridge_cv, iptw_cox, coxnet, "
+                              "rsf, gbsa, xgb_cox, xgb_aft."),
     bootstrap: int = typer.Option(200, "--bootstrap", min=1, help="Bootstrap resamples B."),
     seed: int = typer.Option(2024, "--seed", min=0, help="Seed of the resamples and the model."),
     n: int = typer.Option(None, "--n", min=10, help="Twin size [default: 101, like the study]."),
