@@ -104,3 +104,11 @@ def test_bad_grid_is_refused_by_name(default_twin):
     X, y = default_twin
     with pytest.raises(ValueError, match="alphas"):
         CoxPHCV(alphas=[0.1, -1.0]).fit(X, y)
+
+
+def test_score_and_serve_default_to_the_cross_validated_ridge_cox():
+    from ml.serving import resolve
+
+    assert resolve.DEFAULT_REGISTERED_NAME == "rechallenge-pfs-cox_ridge_cv"
+    scorer = resolve.fit_scorer(data=datasets.twin(n=60, seed=2))
+    assert isinstance(scorer.pipeline.model_, CoxPHCV) and scorer.pipeline.model_.alpha_ > 0
