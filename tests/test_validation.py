@@ -170,3 +170,39 @@ def test_cli_runs_on_a_table(tmp_path, twin150):
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "validation.json").read_text())
     assert (doc["data"], doc["model"], doc["n"]) == ("cohort", "iptw_cox", 150)
+
+
+# ------------------------------------------------------------------ smoothed calibration curve
+
+
+def test_smoothed_calibration_curve_has_its_band_and_correction(twin_run):
+    smooth = twin_run.result.smooth
+    assert set(smooth["horizon"]) == set(twin_run.horizons)
+    assert smooth.groupby("horizon").size().eq(50).all()
+    assert smooth["observed"].between(0, 1).all() and (smooth["band_low"] <= smooth["band_high"]).all()
+    assert np.allclose(smooth["corrected"], smooth["observed"] - smooth["optimism"])
+    doc = wf.to_json(twin_run)
+    assert len(doc["calibration_smooth"]) == len(smooth) and "calibration_smooth" in doc["methods"]
+    assert set(doc["calibration_smooth"][0]) == {"horizon", "predicted", "observed", "optimism", "corrected",
+                                                 "band_low", "band_high"}
+
+
+def test_smoothed_curve_of_an_overfit_model_is_flattened_by_the_correction(noisy):
+    smooth = _validate_noisy(noisy, 1).smooth
+    late = smooth[smooth["horizon"] == "12"]
+    apparent = np.polyfit(late["predicted"], late["observed"], 1)[0]
+    corrected = np.polyfit(late["predicted"], late["corrected"], 1)[0]
+    assert corrected < 0.9 * apparent   # overfit: observed varies less than predicted once corrected
+
+
+def test_restricted_cubic_spline_is_linear_beyond_the_outer_knots():
+    from ml.evaluation.smooth_calibration import rcs_basis, spline_knots
+
+    z = np.linspace(-3, 3, 61)
+    knots = spline_knots(z)
+    basis = rcs_basis(z, knots)
+    assert basis.shape == (61, 2) and np.array_equal(basis[:, 0], z)
+    outside = (z < knots[0]) | (z > knots[-1])
+    second = np.diff(basis[:, 1], 2)
+    assert np.allclose(second[outside[1:-1] & outside[2:] & outside[:-2]], 0, atol=1e-12)
+    assert np.all(basis[z <= knots[0], 1] == 0)

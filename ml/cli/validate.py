@@ -87,7 +87,8 @@ def validate(
                 f"B {bootstrap}"))
         unit = f" {run.time_unit}" if run.time_unit else ""
         figure = validation_plots.calibration_figure(run.result.calibration, list(run.horizons),
-                                                     title=f"{run.data_name}/{run.model}", unit=unit)
+                                                     title=f"{run.data_name}/{run.model}", unit=unit,
+                                                     smooth=run.result.smooth)
         write_outputs("--out", {out / "validation.json": text_writer(json.dumps(summary, indent=2)),
                                 out / "calibration.png": figure_writer(figure, dpi=150)})
         console.print(f"[green]wrote[/] {out}/validation.json, calibration.png ({run.seconds:.1f} s)",
