@@ -112,3 +112,12 @@ def test_score_and_serve_default_to_the_cross_validated_ridge_cox():
     assert resolve.DEFAULT_REGISTERED_NAME == "rechallenge-pfs-cox_ridge_cv"
     scorer = resolve.fit_scorer(data=datasets.twin(n=60, seed=2))
     assert isinstance(scorer.pipeline.model_, CoxPHCV) and scorer.pipeline.model_.alpha_ > 0
+
+
+def test_copies_of_a_row_are_held_out_together(small):
+    X, y = small
+    rows = np.r_[np.arange(len(y)), np.arange(10)]  # the first ten rows twice, as in a bootstrap resample
+    est = CoxPHCV(alphas=[0.05]).fit(X.iloc[rows], y[rows])
+    assert est.cv_folds_ == len(y)  # leave-one-group-out: a copy never stays in the training rows
+    kfold = CoxPHCV(alphas=[0.05], cv=5, random_state=0).fit(X.iloc[rows], y[rows])
+    assert kfold.cv_folds_ == 5

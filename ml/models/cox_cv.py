@@ -22,10 +22,12 @@ stays an honest check of the chosen model rather than the quantity it was tuned 
 
 Folds (`cv`): by default leave-one-out, Verweij & van Houwelingen's original CVPL, up to
 LOO_MAX_ROWS rows, and 20 folds above (an int K: K folds stratified on the event, seeded by
-`random_state`; K >= the rows: leave-one-out). Few folds over-penalise on small data, as each
-inner fit has only (K-1)/K of the rows: in the benchmark on the default twin (101 patients,
-5 x 5 outer folds) the out-of-fold calibration slope at 12 months is 1.24 with K = 5, 1.18
-with 10, 1.11 with 20 and 1.04 with leave-one-out (benchmarks/calibration_default.py).
+`random_state`; K >= the rows: leave-one-out). Identical rows (the copies a bootstrap resample
+makes, e.g. in `rechallenge validate`) always fall in the same fold. Few folds over-penalise
+on small data, as each inner fit has only (K-1)/K of the rows: in the benchmark on the default
+twin (101 patients, 5 x 5 outer folds) the out-of-fold calibration slope at 12 months is 1.24
+with K = 5, 1.18 with 10, 1.11 with 20 and 1.04 with leave-one-out
+(benchmarks/calibration_default.py).
 Inner fits start from the fit on all the training rows at the same alpha (warm start).
 
 Weights enter both the fits and the partial likelihoods (the objective's scale is per unit
@@ -41,7 +43,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ml.models.base import SurvivalInputError, check_weights
@@ -126,27 +128,29 @@ class CoxPHCV(CoxPH):
             raise ValueError(f"alphas must be finite penalties >= 0, got {self.alphas!r}")
         return grid
 
-    def _folds(self, event: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
+    def _folds(self, x: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
         """Test-row indices of each fold: one row each (leave-one-out) or K folds stratified on the
-        event (see `cv`). Rows of weight 0 contribute nothing and are never held out alone."""
+        event (see `cv`). Identical rows (same x, time and event: the copies of a bootstrap resample)
+        are held out together, else a copy left in the training rows would make the held-out one
+        look predictable. Rows of weight 0 contribute nothing and are never held out on their own."""
         rows = np.flatnonzero(w > 0)
-        k = self.cv if self.cv is not None else (len(rows) if len(rows) <= LOO_MAX_ROWS else AUTO_FOLDS)
-        if k >= len(rows):
-            return [np.array([i]) for i in rows]
-        events = int(np.count_nonzero(event & (w > 0)))
-        if events < 2:
+        _, group = np.unique(np.column_stack([x[rows], time[rows], event[rows]]), axis=0, return_inverse=True)
+        group = group.ravel()
+        n_groups = int(group.max()) + 1
+        k = self.cv if self.cv is not None else (n_groups if n_groups <= LOO_MAX_ROWS else AUTO_FOLDS)
+        if k >= n_groups:
+            return [rows[group == g] for g in range(n_groups)]
+        if np.count_nonzero(event[rows]) < 2:
             raise SurvivalInputError("CoxPHCV needs at least 2 events with a positive weight to "
                                      "cross-validate")
-        k = min(k, events)
-        strata = event if np.count_nonzero(~event) >= k else np.zeros(len(event), dtype=bool)
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state)
-        return [test for _, test in splitter.split(np.zeros(len(event)), strata)]
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.random_state)
+        return [rows[test] for _, test in splitter.split(np.zeros(len(rows)), event[rows], group)]
 
     def _path(self, full, x, time, event, w, grid) -> tuple[np.ndarray, np.ndarray]:
         """-2 CVPL_k for each fold k (rows) and alpha (columns), and the weight of each fold."""
         starts = [coxph.newton_raphson(full, ridge=a, max_iter=self.max_iter, tol=self.tol).coef
                   for a in grid]
-        folds = self._folds(event, w)
+        folds = self._folds(x, time, event, w)
         out = np.full((len(folds), len(grid)), np.nan)
         for i, test in enumerate(folds):
             w_out = w.copy()
