@@ -92,12 +92,14 @@ def benchmark(
         if tuned:
             config = _with_tuned_rows(config)
         total = (len(config.models) + len(config.tuned_params)) * config.folds * config.repeats
+        total += len(bench.validated_models(config, config.models)) * config.validation.bootstrap
         bar = progress_bar("models x folds", total)
         with input_errors(bench.BenchmarkError, generic=False), bar as update:
             result = bench.run_benchmark(prepared, config, lambda name, done: update(done, f"{name:>9}"))
         summary = bench.to_json(result)
         if not as_json:
             benchmark_display.print_benchmark(console, result.leaderboard, summary)
+            _print_internal(summary)
         figures = benchmark_plots.benchmark_figures(
             result.leaderboard, result.calibration, bench.km_by_risk(result.risk), data_name=result.data_name,
             calibration_horizon=summary["calibration_horizon"], time_unit=result.time_unit)
@@ -109,6 +111,18 @@ def benchmark(
         benchmark_plots.close_figures(figures)
     if as_json:
         print_json(summary)
+
+
+def _print_internal(summary: dict) -> None:
+    """The internally validated models: apparent -> optimism-corrected figures."""
+    from ml.reporting.validation_plots import internal_validation_table
+
+    block = {m: entry["internal_validation"] for m, entry in summary["models"].items()
+             if "internal_validation" in entry}
+    if block:
+        b = summary["internal_validation"]["bootstrap"]
+        console.print(internal_validation_table(
+            block, f"internal validation (bootstrap optimism correction, B {b}): apparent -> corrected"))
 
 
 def _with_tuned_rows(config: BenchmarkConfig) -> BenchmarkConfig:

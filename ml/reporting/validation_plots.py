@@ -60,3 +60,23 @@ def validation_table(metrics: dict[str, dict[str, float]], title: str = "") -> T
         table.add_row(name, *(f"{values[c]:.3f}" if values[c] == values[c] else "NA"
                               for c in ("apparent", "optimism", "corrected")))
     return table
+
+
+def internal_validation_table(per_model: dict[str, dict[str, dict[str, float]]], title: str = "") -> Table:
+    """One row per model, one column per metric: 'apparent -> corrected' (optimism-corrected)."""
+    metrics = list(dict.fromkeys(m for block in per_model.values() for m in block))
+    table = Table(title=title or None)
+    table.add_column("model")
+    for name in metrics:
+        table.add_column(name, justify="right")
+
+    def cell(values: dict[str, float] | None) -> str:
+        if not values:
+            return ""
+        fmt = [f"{values[k]:.3f}" if values[k] is not None and values[k] == values[k] else "NA"
+               for k in ("apparent", "corrected")]
+        return f"{fmt[0]} -> {fmt[1]}"
+
+    for model, block in per_model.items():
+        table.add_row(model, *(cell(block.get(name)) for name in metrics))
+    return table

@@ -23,7 +23,7 @@ from features import datasets
 from ml import models
 from ml.evaluation import validation as stats
 from ml.tracking import mlflow_io as tracking
-from ml.workflows.benchmark import BenchmarkConfig, BenchmarkError, model_spec
+from ml.workflows.benchmark import BenchmarkConfig, BenchmarkError, model_spec, pipeline_fitter
 from ml.workflows.benchmark import load_config as load_benchmark_config
 from ml.workflows.benchmark import prepare_data as prepare_benchmark_data
 
@@ -102,22 +102,11 @@ class ValidationRun:
     seconds: float = 0.0
 
 
-def _fitter(data: datasets.SurvivalData, config: ValidationConfig) -> Callable[[Any, Any], Any]:
-    family, params = model_spec(config.model, config.data)
-
-    def fit(X: Any, y: Any) -> Any:
-        pipe = models.make_pipeline(family, data.spec, random_state=config.seed,
-                                    treatment_column=data.treatment_column, **params)
-        return pipe.fit(X, y)
-
-    return fit
-
-
 def run_validation(data: datasets.SurvivalData, config: ValidationConfig,
                    progress: Callable[[int], None] | None = None) -> ValidationRun:
     """Apparent, optimism and corrected figures of `config.model` on `data` (B bootstrap refits)."""
     started = time.perf_counter()
-    fit = _fitter(data, config)
+    fit = pipeline_fitter(config.model, data, config.data, config.seed)
     y = data.y
     n_columns = fit(data.X, y).preprocessor_.transform(data.X.iloc[:1]).shape[1]
     events = int(y["event"].sum())
