@@ -266,3 +266,15 @@ def test_benchmark_logs_the_corrected_figures_to_the_models_run(bench_run, mlflo
     assert metrics["cox"]["internal.optimism.calibration_slope_12"] == pytest.approx(
         block["calibration_slope_12"]["optimism"], nan_ok=True)
     assert not any(k.startswith("internal.") for k in metrics["coxnet"])
+
+
+def test_smoothed_curve_is_not_extrapolated(noisy):
+    from ml.evaluation.smooth_calibration import smooth_calibration
+
+    X, y = noisy
+    model = CoxPH(alpha=0.1).fit(X, y)
+    s_h = model.predict_survival_function(X, return_array=True)[:, np.searchsorted(model.unique_times_, 12.0)]
+    grid = np.linspace(0.0, 1.0, 101)
+    observed = smooth_calibration(y, s_h, 12.0, grid)
+    inside = (grid >= s_h.min()) & (grid <= s_h.max())
+    assert np.isnan(observed[~inside]).all() and np.isfinite(observed[inside]).all()

@@ -59,8 +59,9 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Internal validation (R rms validate/calibrate): bootstrap optimism-corrected Harrell and Uno C,
-    calibration slope (shrinkage) and calibration-in-the-large, calibration curves with a bootstrap
-    band, events per variable."""
+    calibration slope (shrinkage) and calibration-in-the-large, calibration curves (quintiles and a
+    smooth: Cox on a restricted cubic spline of log(-log S(h))) with a bootstrap band, events per
+    variable."""
     # heavy (the model zoo, pyplot): imported here, off the path of `--help`
     from ml.reporting import validation_plots
     from ml.workflows import validation as wf

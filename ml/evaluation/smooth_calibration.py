@@ -49,10 +49,12 @@ def rcs_basis(z: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 def smooth_calibration(y: np.ndarray, s_h: np.ndarray, h: float, grid: np.ndarray) -> np.ndarray:
     """Observed S(h) at each predicted S(h) of `grid`, from the rows' outcome `y` and predictions
-    `s_h` (see the module docstring); NaN where it cannot be estimated."""
-    grid = np.asarray(grid, dtype=float)
+    `s_h` (see the module docstring); NaN where it cannot be estimated, and outside the range of
+    `s_h` (the spline is not extrapolated, e.g. for a bootstrap model whose predictions on the
+    rows span less than the apparent model's)."""
+    grid, s_h = np.asarray(grid, dtype=float), np.asarray(s_h, dtype=float)
     yt = truncate(y, h)
-    z = cloglog(np.asarray(s_h, dtype=float))
+    z = cloglog(s_h)
     if yt["event"].sum() < MIN_EVENTS or np.ptp(z) <= 1e-12:
         return np.full(len(grid), math.nan)
     knots = spline_knots(z)
@@ -66,7 +68,9 @@ def smooth_calibration(y: np.ndarray, s_h: np.ndarray, h: float, grid: np.ndarra
         return np.full(len(grid), math.nan)
     surv = fit.predict_survival_function(rcs_basis(cloglog(grid), knots), return_array=True)
     at = np.searchsorted(fit.unique_times_, h, side="right") - 1
-    return surv[:, at] if at >= 0 else np.ones(len(grid))
+    observed = surv[:, at] if at >= 0 else np.ones(len(grid))
+    # no extrapolation: NaN at predicted values outside the range these rows' predictions span
+    return np.where((grid >= s_h.min()) & (grid <= s_h.max()), observed, math.nan)
 
 
 def prediction_grid(s_h: np.ndarray, points: int = 50) -> np.ndarray:

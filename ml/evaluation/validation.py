@@ -65,7 +65,7 @@ def epv_warning(epv: float, threshold: float = EPV_THRESHOLD) -> str | None:
     """A warning when there are fewer than `threshold` events per model column."""
     if math.isfinite(epv) and epv < threshold:
         return (f"events per variable {epv:.1f} < {threshold:g}: the model has too many columns for "
-                "its events and is likely overfit (expect a calibration slope well below 1)")
+                "its events; unpenalised, it is likely overfit (expect a calibration slope well below 1)")
     return None
 
 
