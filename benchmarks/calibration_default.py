@@ -32,7 +32,8 @@ def _cell(row, metric: str) -> str:
 
 
 def run(twin_seed: int | None, repeats: int) -> bool:
-    config = bench.load_config(None, dataset="twin", models=MODELS, repeats=repeats, twin_seed=twin_seed)
+    config = bench.load_config(None, dataset="twin", models=MODELS, repeats=repeats, twin_seed=twin_seed,
+                               validation={"bootstrap": 0})  # out-of-fold figures only
     data = bench.prepare_data(config)
     started = time.perf_counter()
     result = bench.run_benchmark(data, config)
