@@ -143,8 +143,10 @@ class CoxPHCV(CoxPH):
         if np.count_nonzero(event[rows]) < 2:
             raise SurvivalInputError("CoxPHCV needs at least 2 events with a positive weight to "
                                      "cross-validate")
+        # stratified on the event unless there are fewer censored rows than folds
+        strata = event[rows] if np.count_nonzero(~event[rows]) >= k else np.zeros(len(rows), dtype=bool)
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.random_state)
-        return [rows[test] for _, test in splitter.split(np.zeros(len(rows)), event[rows], group)]
+        return [rows[test] for _, test in splitter.split(np.zeros(len(rows)), strata, group)]
 
     def _path(self, full, x, time, event, w, grid) -> tuple[np.ndarray, np.ndarray]:
         """-2 CVPL_k for each fold k (rows) and alpha (columns), and the weight of each fold."""
