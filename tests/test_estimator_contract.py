@@ -22,9 +22,9 @@ from ml import models
 
 NAMES = list(models.REGISTRY)
 FAST = {"rsf": {"n_estimators": 10}, "gbsa": {"n_estimators": 20}, "xgb_cox": {"n_estimators": 20},
-        "xgb_aft": {"n_estimators": 20}}
+        "xgb_aft": {"n_estimators": 20}, "cox_ridge_cv": {"cv": 5}}
 # proportional hazards: one risk order at every time; the others share only the direction
-PROPORTIONAL_HAZARDS = {"cox", "iptw_cox", "coxnet", "gbsa", "xgb_cox"}
+PROPORTIONAL_HAZARDS = {"cox", "cox_ridge_cv", "iptw_cox", "coxnet", "gbsa", "xgb_cox"}
 # deterministic fits whose weights enter the likelihood: weight k == the row written k times,
 # with Breslow ties (Efron's correction counts a written-out copy as a tied event) and, for
 # IPTW, untruncated weights (a weighted percentile is not the percentile of the copies)

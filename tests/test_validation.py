@@ -170,3 +170,111 @@ def test_cli_runs_on_a_table(tmp_path, twin150):
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "validation.json").read_text())
     assert (doc["data"], doc["model"], doc["n"]) == ("cohort", "iptw_cox", 150)
+
+
+# ------------------------------------------------------------------ smoothed calibration curve
+
+
+def test_smoothed_calibration_curve_has_its_band_and_correction(twin_run):
+    smooth = twin_run.result.smooth
+    assert set(smooth["horizon"]) == set(twin_run.horizons)
+    assert smooth.groupby("horizon").size().eq(50).all()
+    assert smooth["observed"].between(0, 1).all() and (smooth["band_low"] <= smooth["band_high"]).all()
+    assert np.allclose(smooth["corrected"], smooth["observed"] - smooth["optimism"])
+    doc = wf.to_json(twin_run)
+    assert len(doc["calibration_smooth"]) == len(smooth) and "calibration_smooth" in doc["methods"]
+    assert set(doc["calibration_smooth"][0]) == {"horizon", "predicted", "observed", "optimism", "corrected",
+                                                 "band_low", "band_high"}
+
+
+def test_smoothed_curve_of_an_overfit_model_is_flattened_by_the_correction(noisy):
+    smooth = _validate_noisy(noisy, 1).smooth
+    late = smooth[smooth["horizon"] == "12"]
+    apparent = np.polyfit(late["predicted"], late["observed"], 1)[0]
+    corrected = np.polyfit(late["predicted"], late["corrected"], 1)[0]
+    assert corrected < 0.9 * apparent   # overfit: observed varies less than predicted once corrected
+
+
+def test_restricted_cubic_spline_is_linear_beyond_the_outer_knots():
+    from ml.evaluation.smooth_calibration import rcs_basis, spline_knots
+
+    z = np.linspace(-3, 3, 61)
+    knots = spline_knots(z)
+    basis = rcs_basis(z, knots)
+    assert basis.shape == (61, 2) and np.array_equal(basis[:, 0], z)
+    outside = (z < knots[0]) | (z > knots[-1])
+    second = np.diff(basis[:, 1], 2)
+    assert np.allclose(second[outside[1:-1] & outside[2:] & outside[:-2]], 0, atol=1e-12)
+    assert np.all(basis[z <= knots[0], 1] == 0)
+
+
+# ------------------------------------------------------------------ internal validation in the benchmark
+
+
+@pytest.fixture(scope="module")
+def bench_run():
+    from ml.workflows import benchmark as bench
+
+    config = bench.load_config(None, n=80, folds=2, repeats=1, n_jobs=1, models=["cox", "coxnet"],
+                               validation={"bootstrap": 3, "models": ["cox"]})
+    data = bench.prepare_data(config)
+    return bench, data, config, bench.run_benchmark(data, config)
+
+
+def test_benchmark_validates_the_listed_models(bench_run):
+    bench, data, config, result = bench_run
+    assert list(result.internal) == ["cox"]
+    doc = bench.to_json(result)
+    block = doc["models"]["cox"]["internal_validation"]
+    assert "internal_validation" not in doc["models"]["coxnet"]
+    assert doc["internal_validation"]["bootstrap"] == 3 and doc["internal_validation"]["models"] == ["cox"]
+    # apparent = the pipeline refitted on all rows, scored on them (Harrell C by hand, sksurv)
+    from sksurv.metrics import concordance_index_censored
+
+    from ml import models
+
+    full = models.fit_full("cox", data.spec, data.X, data.y, random_state=config.seed)
+    c = concordance_index_censored(data.y["event"], data.y["time"], full.predict(data.X))[0]
+    assert block["harrell_c"]["apparent"] == pytest.approx(c, abs=1e-12)
+    assert block["harrell_c"]["corrected"] == pytest.approx(block["harrell_c"]["apparent"]
+                                                            - block["harrell_c"]["optimism"])
+    assert set(block) == set(stats.metric_names(data.horizons))
+
+
+def test_benchmark_validation_settings_are_checked_at_load_time():
+    from ml.workflows import benchmark as bench
+
+    with pytest.raises(bench.BenchmarkError, match="validation.models.*deepsurv"):
+        bench.load_config(None, validation={"models": ["deepsurv"]})
+    none = bench.load_config(None, validation={"bootstrap": 0})
+    assert bench.validated_models(none, ["cox", "cox_ridge_cv"]) == []
+    every = bench.load_config(None, validation={"bootstrap": 2, "models": None})
+    assert bench.validated_models(every, ["cox", "rsf"]) == ["cox", "rsf"]
+
+
+def test_benchmark_logs_the_corrected_figures_to_the_models_run(bench_run, mlflow_store):
+    import mlflow
+
+    bench, data, _, result = bench_run
+    parent = bench.log_to_mlflow(result, data, {})
+    client = mlflow.MlflowClient()
+    children = client.search_runs([client.get_run(parent).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    metrics = {run.data.tags["model"]: run.data.metrics for run in children}
+    block = bench.to_json(result)["models"]["cox"]["internal_validation"]
+    assert metrics["cox"]["internal.harrell_c"] == pytest.approx(block["harrell_c"]["corrected"])
+    assert metrics["cox"]["internal.optimism.calibration_slope_12"] == pytest.approx(
+        block["calibration_slope_12"]["optimism"], nan_ok=True)
+    assert not any(k.startswith("internal.") for k in metrics["coxnet"])
+
+
+def test_smoothed_curve_is_not_extrapolated(noisy):
+    from ml.evaluation.smooth_calibration import smooth_calibration
+
+    X, y = noisy
+    model = CoxPH(alpha=0.1).fit(X, y)
+    s_h = model.predict_survival_function(X, return_array=True)[:, np.searchsorted(model.unique_times_, 12.0)]
+    grid = np.linspace(0.0, 1.0, 101)
+    observed = smooth_calibration(y, s_h, 12.0, grid)
+    inside = (grid >= s_h.min()) & (grid <= s_h.max())
+    assert np.isnan(observed[~inside]).all() and np.isfinite(observed[inside]).all()

@@ -59,7 +59,7 @@ def benchmark(
     drop: DropOpt = None,
     endpoint: str = typer.Option(None, "--endpoint", help="Twin endpoint: pfs | os."),
     models: str = typer.Option(None, "--models", help="Comma-separated models [default: all]: cox, "
-                               "iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
+                               "cox_ridge_cv, iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
     repeats: int = typer.Option(None, "--repeats", min=1, help="CV repeats [default 5]."),
     folds: int = typer.Option(None, "--folds", min=2, help="CV folds [default 5]."),
     seed: int = typer.Option(None, "--seed", min=0, help="Seed of folds and models."),
@@ -92,12 +92,14 @@ def benchmark(
         if tuned:
             config = _with_tuned_rows(config)
         total = (len(config.models) + len(config.tuned_params)) * config.folds * config.repeats
+        total += len(bench.validated_models(config, config.models)) * config.validation.bootstrap
         bar = progress_bar("models x folds", total)
         with input_errors(bench.BenchmarkError, generic=False), bar as update:
             result = bench.run_benchmark(prepared, config, lambda name, done: update(done, f"{name:>9}"))
         summary = bench.to_json(result)
         if not as_json:
             benchmark_display.print_benchmark(console, result.leaderboard, summary)
+            _print_internal(summary)
         figures = benchmark_plots.benchmark_figures(
             result.leaderboard, result.calibration, bench.km_by_risk(result.risk), data_name=result.data_name,
             calibration_horizon=summary["calibration_horizon"], time_unit=result.time_unit)
@@ -109,6 +111,18 @@ def benchmark(
         benchmark_plots.close_figures(figures)
     if as_json:
         print_json(summary)
+
+
+def _print_internal(summary: dict) -> None:
+    """The internally validated models: apparent -> optimism-corrected figures."""
+    from ml.reporting.validation_plots import internal_validation_table
+
+    block = {m: entry["internal_validation"] for m, entry in summary["models"].items()
+             if "internal_validation" in entry}
+    if block:
+        b = summary["internal_validation"]["bootstrap"]
+        console.print(internal_validation_table(
+            block, f"internal validation (bootstrap optimism correction, B {b}): apparent -> corrected"))
 
 
 def _with_tuned_rows(config: BenchmarkConfig) -> BenchmarkConfig:

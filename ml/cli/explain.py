@@ -73,7 +73,7 @@ def explain_command(
     treated: TreatedOpt = None,
     drop: DropOpt = None,
     models: str = typer.Option(None, "--models", help="Comma-separated models [default: all that apply]: "
-                               "cox, iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
+                               "cox, cox_ridge_cv, iptw_cox, coxnet, rsf, gbsa, xgb_cox, xgb_aft."),
     horizon: float = typer.Option(12.0, "--horizon", min=0.0, help="Also explain S(horizon) (months on "
                                   "the twin); 0 = risk only."),
     seeds: int = typer.Option(0, "--seeds", min=0, help="Twin only: also repeat the signal check on K "

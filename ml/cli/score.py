@@ -30,8 +30,9 @@ from ml.reporting.score_plots import plot_survival_curve
 from ml.serving import results
 
 MAX_ROWS_PRINTED = 20
-MODEL_HELP = ("Model URI or path [default: models:/rechallenge-pfs-cox@champion; fitted on the twin and "
-              "registered if the registry has none].")
+MODEL_HELP = ("Model URI or path [default: models:/rechallenge-pfs-cox_ridge_cv@champion, a ridge Cox "
+              "with its penalty chosen by cross-validation; fitted on the twin and registered if the "
+              "registry has none].")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 CI_BOOTSTRAP_HELP = ("Bootstrap refits for the 95% intervals of a model other than Cox (the whole pipeline "
                      "refitted on resampled training rows; 0 = no intervals). Cox models always get the "

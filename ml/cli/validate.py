@@ -46,8 +46,8 @@ def validate(
     treatment: TreatmentOpt = None,
     treated: TreatedOpt = None,
     drop: DropOpt = None,
-    model: str = typer.Option("cox", "--model", help="Model family: cox, iptw_cox, coxnet, rsf, gbsa, "
-                              "xgb_cox, xgb_aft."),
+    model: str = typer.Option("cox", "--model", help="Model family: cox, cox_ridge_cv, iptw_cox, coxnet, "
+                              "rsf, gbsa, xgb_cox, xgb_aft."),
     bootstrap: int = typer.Option(200, "--bootstrap", min=1, help="Bootstrap resamples B."),
     seed: int = typer.Option(2024, "--seed", min=0, help="Seed of the resamples and the model."),
     n: int = typer.Option(None, "--n", min=10, help="Twin size [default: 101, like the study]."),
@@ -59,8 +59,9 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Internal validation (R rms validate/calibrate): bootstrap optimism-corrected Harrell and Uno C,
-    calibration slope (shrinkage) and calibration-in-the-large, calibration curves with a bootstrap
-    band, events per variable."""
+    calibration slope (shrinkage) and calibration-in-the-large, calibration curves (quintiles and a
+    smooth: Cox on a restricted cubic spline of log(-log S(h))) with a bootstrap band, events per
+    variable."""
     # heavy (the model zoo, pyplot): imported here, off the path of `--help`
     from ml.reporting import validation_plots
     from ml.workflows import validation as wf
@@ -87,7 +88,8 @@ def validate(
                 f"B {bootstrap}"))
         unit = f" {run.time_unit}" if run.time_unit else ""
         figure = validation_plots.calibration_figure(run.result.calibration, list(run.horizons),
-                                                     title=f"{run.data_name}/{run.model}", unit=unit)
+                                                     title=f"{run.data_name}/{run.model}", unit=unit,
+                                                     smooth=run.result.smooth)
         write_outputs("--out", {out / "validation.json": text_writer(json.dumps(summary, indent=2)),
                                 out / "calibration.png": figure_writer(figure, dpi=150)})
         console.print(f"[green]wrote[/] {out}/validation.json, calibration.png ({run.seconds:.1f} s)",

@@ -21,6 +21,7 @@ from typing import Any
 from features.pipeline import build_preprocessor
 from ml.models.base import SurvivalInputError, SurvivalPipeline
 from ml.models.cox import DEFAULT_RIDGE, Coxnet, CoxPH
+from ml.models.cox_cv import CoxPHCV
 from ml.models.iptw import IPTWCox
 from ml.models.trees import GBSA, RSF
 from ml.models.xgb import XGBAFT, XGBCox
@@ -39,6 +40,10 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {
     "cox": ModelEntry(CoxPH, "multivariable Cox (weighted partial likelihood, Efron ties, "
                       f"ridge {DEFAULT_RIDGE:g})"),
+    "cox_ridge_cv": ModelEntry(CoxPHCV, "ridge Cox (Efron ties), penalty chosen on the training rows by "
+                               "cross-validated partial likelihood (Verweij & van Houwelingen; "
+                               "leave-one-out up to 200 rows, 20 folds above)",
+                               random=True),
     "iptw_cox": ModelEntry(IPTWCox, "Cox with IPTW weights, propensity fitted in each training fold "
                            "(the analysis's: unpenalised logistic MLE; ATE, stabilized, untruncated)",
                            needs_treatment=True),
@@ -85,5 +90,5 @@ def fit_full(name: str, spec, X, y, sample_weight=None, random_state: int | None
 
 
 __all__ = ["REGISTRY", "MODEL_NAMES", "ModelEntry", "make_estimator", "make_pipeline", "fit_full",
-           "check_name", "SurvivalPipeline", "SurvivalInputError", "CoxPH", "Coxnet", "IPTWCox", "RSF",
-           "GBSA", "XGBCox", "XGBAFT"]
+           "check_name", "SurvivalPipeline", "SurvivalInputError", "CoxPH", "CoxPHCV", "Coxnet", "IPTWCox",
+           "RSF", "GBSA", "XGBCox", "XGBAFT"]

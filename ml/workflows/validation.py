@@ -23,7 +23,7 @@ from features import datasets
 from ml import models
 from ml.evaluation import validation as stats
 from ml.tracking import mlflow_io as tracking
-from ml.workflows.benchmark import BenchmarkConfig, BenchmarkError, model_spec
+from ml.workflows.benchmark import BenchmarkConfig, BenchmarkError, model_spec, pipeline_fitter
 from ml.workflows.benchmark import load_config as load_benchmark_config
 from ml.workflows.benchmark import prepare_data as prepare_benchmark_data
 
@@ -44,6 +44,12 @@ METHODS = {
     "calibration_curve": "Kaplan-Meier S(h) against mean predicted S(h) within quintiles of predicted "
                          "S(h), model fitted on all rows (apparent); band: 2.5-97.5 percentiles per "
                          "quintile of the B bootstrap models' curves on the original rows (test curves)",
+    "calibration_smooth": "smoothed calibration curve at each horizon (Austin, Harrell & van Klaveren 2020): "
+                          "Cox regression of the outcome followed up to h on a restricted cubic spline "
+                          "(3 knots at the 10/50/90th percentiles) of log(-log S(h|x)); observed S(h) at 50 "
+                          "predicted values over the apparent model's 1st-99th percentiles; apparent = "
+                          "model fitted on all rows; corrected = apparent - mean_b(own_b - test_b) (rms "
+                          "calibrate's bias correction); band: 2.5-97.5 percentiles of the B test curves",
     "epv": "events / number of model columns after imputation and one-hot encoding; warning below 10",
 }
 FLAGS = {"dataset": "--dataset", "data": "--data", "mapping": "--mapping", "time": "--time",
@@ -96,22 +102,11 @@ class ValidationRun:
     seconds: float = 0.0
 
 
-def _fitter(data: datasets.SurvivalData, config: ValidationConfig) -> Callable[[Any, Any], Any]:
-    family, params = model_spec(config.model, config.data)
-
-    def fit(X: Any, y: Any) -> Any:
-        pipe = models.make_pipeline(family, data.spec, random_state=config.seed,
-                                    treatment_column=data.treatment_column, **params)
-        return pipe.fit(X, y)
-
-    return fit
-
-
 def run_validation(data: datasets.SurvivalData, config: ValidationConfig,
                    progress: Callable[[int], None] | None = None) -> ValidationRun:
     """Apparent, optimism and corrected figures of `config.model` on `data` (B bootstrap refits)."""
     started = time.perf_counter()
-    fit = _fitter(data, config)
+    fit = pipeline_fitter(config.model, data, config.data, config.seed)
     y = data.y
     n_columns = fit(data.X, y).preprocessor_.transform(data.X.iloc[:1]).shape[1]
     events = int(y["event"].sum())
@@ -133,6 +128,11 @@ def metrics_block(run: ValidationRun) -> dict[str, dict[str, float]]:
     return {**block, "epv": {"apparent": run.epv, "optimism": 0.0, "corrected": run.epv}}
 
 
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """Rows as JSON records, NaN as null."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def to_json(run: ValidationRun) -> dict[str, Any]:
     """validation.json: the figures, the calibration curves with their band, the methods."""
     return {"data": run.data_name, "model": run.model, "params": run.params, "n": run.n, "events": run.events,
@@ -140,6 +140,7 @@ def to_json(run: ValidationRun) -> dict[str, Any]:
             "failed_resamples": run.result.failed, "seed": run.config.seed, "horizons": run.horizons,
             "calibration_horizon": run.calibration_horizon, "tau": run.tau, "time_unit": run.time_unit,
             "metrics": metrics_block(run), "calibration": run.result.calibration.to_dict("records"),
+            "calibration_smooth": _records(run.result.smooth),
             "methods": METHODS, "notes": run.notes, "seconds": round(run.seconds, 2)}
 
 

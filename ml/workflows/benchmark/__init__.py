@@ -8,6 +8,7 @@
 
 - `config`: the typed config (pydantic) and the data set it names;
 - `run`: the folds (ml.evaluation's fit-and-score loop), the scores and the leaderboard;
+- `internal`: bootstrap internal validation (optimism correction) of the listed models;
 - `results`: benchmark.json, the leaderboard table, KM curves by risk tertile (plain data);
 - `record`: the MLflow runs.
 """
@@ -22,6 +23,7 @@ from ml.workflows.benchmark.config import (
     model_spec,
     prepare_data,
 )
+from ml.workflows.benchmark.internal import pipeline_fitter, run_internal, validated_models
 from ml.workflows.benchmark.record import log_to_mlflow, mlflow_params
 from ml.workflows.benchmark.results import CI_METHOD, km_by_risk, leaderboard_csv, to_json
 from ml.workflows.benchmark.run import BASELINE, ORACLE, BenchmarkResult, FoldRunner, run_benchmark
@@ -29,4 +31,4 @@ from ml.workflows.benchmark.run import BASELINE, ORACLE, BenchmarkResult, FoldRu
 __all__ = ["DEFAULT_CONFIG", "TUNED_SUFFIX", "BenchmarkConfig", "BenchmarkError", "Features", "load_config",
            "model_spec", "prepare_data", "log_to_mlflow", "mlflow_params", "CI_METHOD", "km_by_risk",
            "leaderboard_csv", "to_json", "BASELINE", "ORACLE", "BenchmarkResult", "FoldRunner",
-           "run_benchmark"]
+           "run_benchmark", "pipeline_fitter", "run_internal", "validated_models"]

@@ -62,6 +62,23 @@ class Features(BaseModel):
     numeric: list[str] = Field(default_factory=list)
 
 
+class InternalValidation(BaseModel):
+    """`validation:` in the YAML: bootstrap internal validation of some leaderboard rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    bootstrap: int = Field(default=20, ge=0)   # B resamples per model; 0: none
+    models: list[str] | None = Field(default_factory=lambda: ["cox", "cox_ridge_cv"])  # None: every row
+
+    @field_validator("models")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [m for m in value or [] if m.removesuffix(TUNED_SUFFIX) not in models.REGISTRY]
+        if unknown:
+            raise ValueError(f"validation.models: unknown model(s) {', '.join(map(repr, unknown))}; "
+                             f"choose from {', '.join(models.REGISTRY)}")
+        return value
+
+
 class BenchmarkConfig(BaseModel):
     """experiments/benchmark.yaml; CLI options override single fields."""
 
@@ -90,6 +107,7 @@ class BenchmarkConfig(BaseModel):
     # tuned rows (`benchmark --tuned`, ml.workflows.tuning): family -> the champion's best params;
     # each adds a row '<family>_tuned' next to the default-hyperparameter row
     tuned_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    validation: InternalValidation = Field(default_factory=InternalValidation)
 
     @field_validator("models")
     @classmethod

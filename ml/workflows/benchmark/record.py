@@ -14,6 +14,7 @@ from features import datasets
 from ml import models
 from ml.tracking import mlflow_io as tracking
 from ml.workflows import explain
+from ml.workflows.benchmark import internal
 from ml.workflows.benchmark.config import BenchmarkConfig, model_spec
 from ml.workflows.benchmark.results import to_json
 from ml.workflows.benchmark.run import ORACLE, BenchmarkResult
@@ -26,7 +27,8 @@ def mlflow_params(config: BenchmarkConfig, data: datasets.SurvivalData) -> dict[
             "events": int(data.y["event"].sum()), "endpoint": config.endpoint, "folds": config.folds,
             "repeats": config.repeats, "seed": config.seed, "models": ",".join(config.models),
             "horizons": data.horizons, "tau": data.tau, "time_unit": data.time_unit,
-            "ci_method": "Nadeau-Bengio corrected resampled t"}
+            "ci_method": "Nadeau-Bengio corrected resampled t",
+            "validation_bootstrap": config.validation.bootstrap}
 
 
 def best_row(leaderboard: pd.DataFrame) -> dict[str, Any] | None:
@@ -61,6 +63,8 @@ def _log_model_row(result: BenchmarkResult, data: datasets.SurvivalData, row: Ma
         folds = result.scores[result.scores["model"] == model]
         tracking.log_metric_steps(folds[[*result.metrics, "fit_seconds"]].to_dict("records"), prefix="fold.")
         tracking.log_metrics(_row_metrics(row))
+        if model in result.internal:  # bootstrap optimism-corrected figures, `internal.*`
+            tracking.log_metrics(internal.mlflow_metrics(result.internal[model]))
 
 
 def log_to_mlflow(result: BenchmarkResult, data: datasets.SurvivalData, figures: Mapping[str, Any],

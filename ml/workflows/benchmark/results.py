@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ml.stats import km
+from ml.workflows.benchmark import internal
 from ml.workflows.benchmark.run import BASELINE, BenchmarkResult
 
 CI_METHOD = ("95 % CI across the repeats x folds resamples by the Nadeau-Bengio corrected "
@@ -37,9 +38,14 @@ def _model_entry(row: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
 
 def to_json(result: BenchmarkResult) -> dict[str, Any]:
     """benchmark.json: per model each metric's mean / ci_low / ci_high, delta_c_vs_cox,
-    fit_seconds; NaN -> null."""
+    fit_seconds, and for the internally validated models `internal_validation` (apparent,
+    optimism, corrected per metric); NaN -> null."""
     per_model = {row["model"]: _model_entry(row, result.metrics)
                  for row in result.leaderboard.to_dict("records")}
+    for model, validated in result.internal.items():
+        per_model[model]["internal_validation"] = {
+            metric: {k: _clean(v) for k, v in values.items()}
+            for metric, values in internal.summary_block(validated).items()}
     cfg = result.config
     return {
         "dataset": result.data_name, "n": result.n, "events": result.events,
@@ -49,6 +55,8 @@ def to_json(result: BenchmarkResult) -> dict[str, Any]:
         "horizons": result.horizons, "tau": result.tau, "time_unit": result.time_unit,
         "calibration_horizon": max(result.horizons, key=result.horizons.get),
         "ci_method": CI_METHOD, "baseline": BASELINE, "models": per_model,
+        "internal_validation": {"bootstrap": cfg.validation.bootstrap, "seed": cfg.seed,
+                                "models": list(result.internal), "method": internal.METHOD},
         "skipped": result.skipped, "notes": result.notes, "seconds": round(result.seconds, 2),
     }
 

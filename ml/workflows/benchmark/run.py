@@ -26,7 +26,9 @@ from ml.evaluation.folds import EvaluationError, Fold, make_folds
 from ml.evaluation.loop import FitScore, Scoring, fit_and_score, score_held_out
 from ml.evaluation.metrics import metric_names, summarise
 from ml.evaluation.parallel import map_folds
+from ml.evaluation.validation import ValidationResult
 from ml.workflows.benchmark.config import TUNED_SUFFIX, BenchmarkConfig, BenchmarkError, model_spec
+from ml.workflows.benchmark.internal import run_internal
 
 BASELINE, ORACLE = "cox", "oracle"
 FAILURES = (ValueError, ArithmeticError, np.linalg.LinAlgError)
@@ -50,6 +52,7 @@ class BenchmarkResult:
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    internal: dict[str, ValidationResult] = field(default_factory=dict)  # bootstrap validation per model
 
 
 @dataclass
@@ -193,6 +196,9 @@ def run_benchmark(data: datasets.SurvivalData, config: BenchmarkConfig,
     except EvaluationError as exc:
         raise BenchmarkError(str(exc)) from None
     outputs = _run_folds(FoldRunner(data, names, config), folds, progress)
+    fits = len(names) * len(folds)
+    internal = run_internal(data, config, names, None if progress is None else
+                            (lambda name, done: progress(f"{name} B", fits + done)))
     metrics = metric_names(data.horizons)
     scores = _scores_frame(outputs, names, metrics)
     n_test = float(np.mean([len(f.test) for f in folds]))
@@ -206,5 +212,6 @@ def run_benchmark(data: datasets.SurvivalData, config: BenchmarkConfig,
         risk=_concat([r for out in outputs for r in out.risks]), metrics=metrics,
         horizons=dict(data.horizons), tau=data.tau, time_unit=data.time_unit, config=config,
         skipped=skipped,
-        notes=[*data.notes, *filter(None, [pooled]), *(n for out in outputs for n in out.notes)],
-        seconds=time.perf_counter() - started)
+        notes=[*data.notes, *filter(None, [pooled]), *(n for out in outputs for n in out.notes),
+               *(f"internal validation of {m}: {n}" for m, r in internal.items() for n in r.notes)],
+        seconds=time.perf_counter() - started, internal=internal)
