@@ -9,6 +9,13 @@ preprocessing spec (`features.pipeline.cohort_spec`).
 One term-naming scheme everywhere: a level of a categorical feature is `feature=level`
 (`smoking=ever`, `ecog=2`), in SMD tables, Cox tables, SHAP summaries and the twin's truth.
 The first level of each categorical column is its reference level.
+
+A real category is never the same thing as a missing value. PD-L1 "not tested" is a level
+(`pdl1=not tested`, its own column in a model); a missing value (NaN in a table, null in the
+API, "missing / not recorded" on the page's form) is imputed from the training rows
+(`MISSING_HOW`). Old spellings of a level are read through the column's `synonyms`, each
+written here; an ambiguous one (`ambiguous`, e.g. PD-L1 "unknown") is read as the contract
+says and `features.schema.validate` warns once per table saying how it was read.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ class Column:
     low_inclusive: bool = True
     required: bool = False
     """A value is needed on every row (covariates may be missing: they are imputed)."""
+    synonyms: tuple[tuple[str, str], ...] = ()
+    """Other spellings of a level in a table, (spelling, level); compared stripped, any case."""
+    ambiguous: tuple[str, ...] = ()
+    """Spellings among `synonyms` that could also mean a missing value: read as the synonym
+    says, with a warning."""
 
     @property
     def numeric(self) -> bool:
@@ -57,12 +69,23 @@ class Column:
     def level_names(self) -> tuple[str, ...]:
         return tuple(level_name(v) for v in self.levels)
 
+    def synonym_map(self) -> dict[str, str]:
+        """{lower-cased spelling: level} of the column's synonyms."""
+        return {spelling.strip().lower(): level for spelling, level in self.synonyms}
+
 
 YES_NO = ("no", "yes")
 EVENT_WORDS: dict[str, float] = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0,
                                  "y": 1.0, "n": 0.0}
 """How an event indicator may be written (any case, surrounding spaces ignored): 1 = the event."""
 TREATED, CONTROL = "CIA", "CI"
+NOT_TESTED = "not tested"
+"""PD-L1 not tested: a real category (its own term `pdl1=not tested`), not a missing value."""
+MISSING_LABEL = "missing / not recorded"
+"""How a missing value (NaN, null) is offered and shown; it is imputed, never a level."""
+MISSING_HOW = ("imputed as in training: the most frequent level of the training rows for a "
+               "category, their median for a number")
+"""What happens to a missing covariate (`features.pipeline.build_preprocessor`)."""
 
 SPEC: tuple[Column, ...] = (
     Column("id", "id", "Patient id", role="id", required=True),
@@ -74,8 +97,13 @@ SPEC: tuple[Column, ...] = (
     Column("ecog", "ordinal", "ECOG performance status", levels=(0.0, 1.0, 2.0), low=0.0, high=2.0,
            help="0 fully active, 1 restricted in strenuous activity, 2 ambulatory but unable to work."),
     Column("histology", "category", "Histology", levels=("adenocarcinoma", "squamous", "other")),
-    Column("pdl1", "category", "PD-L1 tumour proportion score", levels=("<1%", "1-49%", ">=50%", "unknown"),
-           help="Percentage of tumour cells staining for PD-L1."),
+    Column("pdl1", "category", "PD-L1 tumour proportion score",
+           levels=("<1%", "1-49%", ">=50%", NOT_TESTED),
+           synonyms=(("not tested", NOT_TESTED), ("nt", NOT_TESTED), ("not done", NOT_TESTED),
+                     ("untested", NOT_TESTED), ("unknown", NOT_TESTED)),
+           ambiguous=("unknown",),
+           help="Percentage of tumour cells staining for PD-L1; 'not tested' when no PD-L1 test "
+                "was done (a category of its own, not a missing value)."),
     Column("prior_response", "category", "Best response to first-line immunotherapy",
            levels=("SD", "CR/PR", "PD"),
            help="RECIST best response: SD stable disease, CR/PR complete or partial response, "

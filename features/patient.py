@@ -2,10 +2,12 @@
 
 - `PatientIn`: the pydantic model the CLI, the pyfunc and the HTTP service check a patient
   against (and the OpenAPI schema documents): every model input key is required, null
-  marks an unknown value (imputed as in training) unless the column is `required`, unknown
-  keys are refused;
+  marks a missing value (not recorded: imputed as in training, `MISSING_HOW`) unless the
+  column is `required`, unknown keys are refused. A real category is a label, never null:
+  PD-L1 "not tested" is the level `not tested`, distinct from a missing PD-L1 (null);
 - `clear_rows`: the same checks vectorised, for tables of many patients;
-- `form_fields`: the page's form.
+- `form_fields`: the page's form; every optional field offers, apart from its levels, the
+  choice `MISSING_LABEL` ("missing / not recorded"), which sends null.
 
 Kinds, levels, ranges (with `low_inclusive`), labels, units and help all come from the
 contract's `Column`s, so the three cannot drift apart.
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, create_model
 
-from features.contract import BY_NAME, FEATURES, ID, Column, level_name
+from features.contract import BY_NAME, FEATURES, ID, MISSING_HOW, MISSING_LABEL, Column, level_name
 
 PATIENT_FIELDS: tuple[str, ...] = (ID, *FEATURES)
 """The keys of a patient record: an optional id and the model inputs."""
@@ -58,8 +60,8 @@ def _allowed(col: Column) -> str:
 def _description(col: Column) -> str:
     unit = f" ({col.unit})" if col.unit else ""
     planned = " (planned)" if col.role == "treatment" else ""
-    unknown = "" if col.required else "; null if unknown"
-    text = f"{col.label}{unit}{planned}: {_allowed(col)}{unknown}"
+    missing = "" if col.required else f"; null if {MISSING_LABEL} ({MISSING_HOW})"
+    text = f"{col.label}{unit}{planned}: {_allowed(col)}{missing}"
     return f"{text}. {col.help}" if col.help else text
 
 
@@ -76,7 +78,8 @@ def _patient_model() -> type[BaseModel]:
     return create_model(
         "PatientIn", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_PATIENT]}),
         __doc__="One patient's baseline record at the start of second-line therapy (the cohort "
-                "contract). Every key is required; null marks an unknown value, imputed as in training.",
+                "contract). Every key is required; null marks a missing value (not recorded), imputed as "
+                "in training; a real category such as PD-L1 'not tested' is its label, not null.",
         **fields)
 
 
@@ -136,7 +139,7 @@ def clear_rows(frame: pd.DataFrame) -> np.ndarray:
 def _form_field(col: Column) -> dict[str, Any]:
     default = EXAMPLE_PATIENT[col.name]
     field = {"name": col.name, "label": col.label, "unit": col.unit, "help": col.help,
-             "required": col.required}
+             "required": col.required, **_missing_choice(col)}
     if col.kind == "ordinal":
         return {**field, "kind": "select", "numeric": True, "options": list(col.level_names()),
                 "default": level_name(default)}
@@ -145,6 +148,14 @@ def _form_field(col: Column) -> dict[str, Any]:
                 "low_inclusive": col.low_inclusive, "interval": col.interval(), "default": default}
     return {**field, "kind": "select", "numeric": False, "options": list(col.level_names()),
             "default": default}
+
+
+def _missing_choice(col: Column) -> dict[str, Any]:
+    """How an optional field offers "missing": a choice of its own, sent as null."""
+    if col.required:
+        return {"missing": None}
+    return {"missing": {"label": MISSING_LABEL, "value": None,
+                        "help": f"{MISSING_LABEL}: sent as null and {MISSING_HOW}."}}
 
 
 def form_fields() -> list[dict[str, Any]]:

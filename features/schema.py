@@ -13,6 +13,11 @@ missing, not wrong. A covariate may be missing, even on every row (it is then ac
 `InputWarning`: it carries no information); an outcome or the treatment may not. An infinite
 number is refused as "a finite number". Event indicators are 0/1 or a word of
 `contract.EVENT_WORDS` (yes/no, y/n, true/false).
+
+Other spellings of a level: a category column's `synonyms` in the contract (PD-L1 "NT", "not
+done", "unknown" -> "not tested") are read as that level, in any case. An ambiguous spelling
+(PD-L1 "unknown": not tested, or not recorded?) is read as the contract says, with one
+`InputWarning` per table saying how many rows were read so and how to write a missing value.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from features.contract import (  # noqa: F401  (re-exported: the contract's name
     ENDPOINTS,
     EVENT_WORDS,
     ID,
+    MISSING_HOW,
     NUMERIC_COVARIATES,
     NUMERIC_RANGES,
     ORDINAL_LEVELS,
@@ -103,6 +109,7 @@ def validate(df: pd.DataFrame, source: str = "cohort table") -> pd.DataFrame:
     if problems:
         raise CohortValidationError(problems, source)
     df = blank_missing(df).reset_index(drop=True)  # pandera reports rows by position
+    df = read_synonyms(df, source)
     labels = row_labels(df)
     problems = _column_problems(df) + _id_problems(df)
     typed, coercion_problems = _coerce(df, labels)
@@ -173,6 +180,30 @@ def blank_missing(df: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype == object:
             marker = out[col].map(lambda v: isinstance(v, str) and v.strip().lower() in MISSING_MARKERS)
             out[col] = out[col].mask(marker.astype(bool), np.nan)
+    return out
+
+
+def read_synonyms(df: pd.DataFrame, source: str = "cohort table") -> pd.DataFrame:
+    """A copy of `df` with each category column's synonyms (`Column.synonyms`) read as their
+    level; one `InputWarning` for the ambiguous spellings found, saying how they were read."""
+    out = df.copy()
+    read_as: list[str] = []
+    for col in SPEC:
+        if col.kind != "category" or not col.synonyms or col.name not in out.columns:
+            continue
+        synonyms = col.synonym_map()
+        key = out[col.name].map(lambda v: v.strip().lower() if isinstance(v, str) else None)
+        hit = key.isin(list(synonyms))
+        out[col.name] = out[col.name].where(~hit, key.map(synonyms))
+        for spelling in col.ambiguous:
+            count = int((key == spelling.strip().lower()).sum())
+            if count:
+                read_as.append(f"{col.name} '{spelling}' read as '{synonyms[spelling]}' "
+                               f"({count} row(s))")
+    if read_as:
+        warnings.warn(f"{source}: {'; '.join(read_as)}, as the cohort contract says; if it means "
+                      f"the value was not recorded, leave it empty (a missing value is {MISSING_HOW})",
+                      InputWarning, stacklevel=3)
     return out
 
 

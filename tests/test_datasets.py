@@ -125,7 +125,7 @@ def test_cohort_features_are_named_as_the_models_see_them(twin_small):
     names = build_preprocessor(spec).fit(twin_small.data[spec.columns]).get_feature_names_out()
     assert list(names) == [
         "age", "pfs1_months", "sex=male", "smoking=ever", "histology=squamous", "histology=other",
-        "pdl1=1-49%", "pdl1=>=50%", "pdl1=unknown", "prior_response=CR/PR", "prior_response=PD",
+        "pdl1=1-49%", "pdl1=>=50%", "pdl1=not tested", "prior_response=CR/PR", "prior_response=PD",
         "brain_mets=yes", "liver_mets=yes", "bone_mets=yes", "ici_switch=yes", "ecog=1", "ecog=2",
         "treatment=CIA",
     ]

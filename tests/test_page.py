@@ -79,7 +79,7 @@ def test_form_shows_curve_group_and_explanation(server, browser, tmp_path):
     assert path.startswith("M ") and path.count(" H ") > 50
     ups = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#explain-up li")]
     assert ups and ups[0].startswith(expected["top_up"][0]["feature"])
-    assert "pdl1" in browser.find_element(By.ID, "model-note").text  # the unknown value is said imputed
+    assert "pdl1" in browser.find_element(By.ID, "model-note").text  # the missing value is said imputed
     shot = tmp_path / "page.png"
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -24,7 +24,7 @@ def good_table(n: int = 6) -> pd.DataFrame:
         "smoking": ["ever", "never"] * (n // 2),
         "ecog": [0, 1, 2] * (n // 3),
         "histology": ["adenocarcinoma", "squamous", "other"] * (n // 3),
-        "pdl1": ["<1%", "1-49%", ">=50%", "unknown", "<1%", "1-49%"][:n],
+        "pdl1": ["<1%", "1-49%", ">=50%", "not tested", "<1%", "1-49%"][:n],
         "prior_response": ["CR/PR", "SD", "PD"] * (n // 3),
         "pfs1_months": rng.uniform(1, 15, n).round(2),
         "brain_mets": ["yes", "no"] * (n // 2),

@@ -265,7 +265,7 @@ def test_unknown_values_are_imputed_and_reported(scorers):
     records = scorers["cox"].score_records(patient(age=None))
     assert records[0]["imputed"] == ["age"]
     shown = {c["feature"]: c["value"] for c in records[0]["top_up"] + records[0]["top_down"]}
-    assert shown.get("age", "unknown") == "unknown"
+    assert shown.get("age", "missing (imputed)") == "missing (imputed)"
 
 
 def test_records_are_json_ready_with_curve(scorers):

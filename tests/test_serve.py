@@ -94,7 +94,7 @@ def test_concurrent_clients_get_consistent_answers(server):
 
 
 @pytest.mark.parametrize(("body", "field", "words"), [
-    (patient(pdl1="high"), "pdl1", "'<1%', '1-49%', '>=50%' or 'unknown'"),
+    (patient(pdl1="high"), "pdl1", "'<1%', '1-49%', '>=50%' or 'not tested'"),
     ({k: v for k, v in EXAMPLE_PATIENT.items() if k != "treatment"}, "treatment", "field required"),
     (patient(age="old"), "age", "valid number"),
     (patient(age=300), "age", "less than or equal to 110"),
@@ -179,7 +179,7 @@ def test_page_form_follows_the_contract(client):
     assert (by_name["age"]["min"], by_name["age"]["max"], by_name["age"]["unit"]) == (18, 110, "years")
     assert by_name["pfs1_months"]["interval"] == "(0, 600]"
     assert by_name["ecog"]["options"] == ["0", "1", "2"] and by_name["ecog"]["numeric"]
-    assert by_name["pdl1"]["options"] == ["<1%", "1-49%", ">=50%", "unknown"]
+    assert by_name["pdl1"]["options"] == ["<1%", "1-49%", ">=50%", "not tested"]
     assert by_name["treatment"]["required"] and not by_name["pdl1"]["required"]
     assert by_name["prior_response"]["label"] == "Best response to first-line immunotherapy"
     as_sent = {f["name"]: float(f["default"]) if f["kind"] == "number" or f["numeric"] else f["default"]

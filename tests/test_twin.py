@@ -19,7 +19,7 @@ ALLOWED = {
     "sex": {"male", "female"},
     "smoking": {"ever", "never"},
     "histology": {"adenocarcinoma", "squamous", "other"},
-    "pdl1": {"<1%", "1-49%", ">=50%", "unknown"},
+    "pdl1": {"<1%", "1-49%", ">=50%", "not tested"},
     "prior_response": {"CR/PR", "SD", "PD"},
     "brain_mets": {"yes", "no"},
     "liver_mets": {"yes", "no"},

@@ -19,7 +19,7 @@ DRAW_ORDER: dict[str, tuple[str, ...]] = {
     "smoking": ("never", "ever"),
     "ecog": ("0", "1", "2"),
     "histology": ("adenocarcinoma", "squamous", "other"),
-    "pdl1": ("<1%", "1-49%", ">=50%", "unknown"),
+    "pdl1": ("<1%", "1-49%", ">=50%", "not tested"),
     "prior_response": ("CR/PR", "SD", "PD"),
     "brain_mets": ("no", "yes"),
     "liver_mets": ("no", "yes"),

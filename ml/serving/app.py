@@ -70,7 +70,7 @@ ScoreBody = Annotated[
 
 class Contribution(BaseModel):
     feature: str
-    value: str = Field(..., description="the patient's value ('unknown' if imputed)")
+    value: str = Field(..., description="the patient's value ('missing (imputed)' if not recorded)")
     effect: float = Field(..., description="SHAP value on the model's risk scale (+ raises risk)")
 
 

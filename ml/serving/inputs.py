@@ -3,7 +3,7 @@
     frame = parse_patients(patients)     # a DataFrame, one record, or a list of records
 
 Rows are checked against `features.patient.PatientIn` (generated from the cohort contract):
-every model input key must be present (null = unknown, imputed as in training), categories
+every model input key must be present (null = missing / not recorded, imputed as in training), categories
 and ranges are the contract's, unknown keys are refused. The same check and the same
 messages serve the CLI, the pyfunc and the HTTP service. A table is checked vectorised
 first (`features.patient.clear_rows`); only rows it cannot clear go through pydantic.
@@ -65,7 +65,7 @@ def error_message(error: Mapping[str, Any]) -> str:
     """pydantic's message, reworded where it would not tell a clinician what to do."""
     kind, msg = error.get("type", ""), str(error.get("msg", "invalid value"))
     if kind == "missing":
-        return "field required (give null if the value is unknown)"
+        return "field required (give null if the value is missing / not recorded: it is imputed)"
     if kind == "extra_forbidden":
         return f"unknown field; allowed: {', '.join(PATIENT_FIELDS)}"
     return msg.removeprefix("Value error, ")
@@ -185,8 +185,8 @@ def frame_from_models(parsed: Sequence[BaseModel]) -> pd.DataFrame:
 
 
 def typed_frame(frame: pd.DataFrame | Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """Columns `PATIENT_FIELDS`: numbers as float64 (NaN = unknown), labels as object (NaN =
-    unknown); missing ids become `patient-<row>`. No check: parse first."""
+    """Columns `PATIENT_FIELDS`: numbers as float64 (NaN = missing), labels as object (NaN =
+    missing); missing ids become `patient-<row>`. No check: parse first."""
     n = len(frame) if isinstance(frame, pd.DataFrame) else len(frame[ID])
     ids = np.asarray(frame[ID], dtype=object)
     missing = pd.isna(ids)

@@ -135,7 +135,7 @@ class ScoreResult:
 
 def value_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "unknown"
+        return "missing (imputed)"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -186,7 +186,7 @@ def _rounded(x: float) -> float | None:
 
 
 def to_records(result: ScoreResult) -> list[dict[str, Any]]:
-    """JSON-ready records (no NaN: unknown numbers are null), with structured explanations."""
+    """JSON-ready records (no NaN: missing numbers are null), with structured explanations."""
     records = []
     tops = result.all_top_features()
     low, high = result.interval("survival_low"), result.interval("survival_high")

@@ -339,7 +339,8 @@ def _band_parts(low: np.ndarray, high: np.ndarray, times: np.ndarray, h: int,
 
 
 def _imputed(X: pd.DataFrame) -> list[list[str]]:
-    """Per patient, the model inputs that were unknown (imputed as in training)."""
+    """Per patient, the model inputs that were missing (null/NaN, imputed as in training); a
+    real category such as PD-L1 'not tested' is a value, never listed here."""
     names = np.array(SCORE_FEATURES)
     position = {c: i for i, c in enumerate(X.columns)}
     mask = pd.isna(X.to_numpy(dtype=object)[:, [position[c] for c in names]])
