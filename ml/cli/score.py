@@ -308,5 +308,25 @@ def serve_command(
     except ValueError as exc:
         fail(f"--ci-bootstrap: {exc}")
     source = f" from MLflow store {tracking_store()}" if uri.startswith(("models:/", "runs:/")) else ""
-    console.print(f"serving {uri}{source} on http://{host}:{port}/ (API docs: /docs)", soft_wrap=True)
-    uvicorn.run(serve.create_app(uri, scorer=scorer, notes=notes), host=host, port=port, log_level="warning")
+    application = serve.create_app(uri, scorer=scorer, notes=notes, contrast_bootstrap=ci_bootstrap)
+    _print_card(scorer, uri)
+    console.print(f"serving {uri}{source} on http://{host}:{port}/ (API docs: /docs; Ctrl-C stops)",
+                  soft_wrap=True)
+    _log_requests()
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    except KeyboardInterrupt:  # a second Ctrl-C during the graceful shutdown
+        pass
+    console.print(f"stopped serving {uri} on http://{host}:{port}/: shut down cleanly", soft_wrap=True)
+
+
+def _log_requests() -> None:
+    """The access log (logger rechallenge.access, one line per request) on stderr, with a timestamp."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    access = logging.getLogger("rechallenge.access")
+    access.setLevel(logging.INFO)
+    access.addHandler(handler)
+    access.propagate = False
