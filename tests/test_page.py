@@ -158,3 +158,12 @@ def test_a_failed_submission_clears_the_previous_result(server, browser, shots, 
     assert browser.find_element(By.ID, "median").get_attribute("textContent") == ""
     _no_overflow(browser)
     assert browser.save_screenshot(str(shots / f"page-error-{size}.png"))
+
+
+def test_docs_render_from_the_apps_own_assets(server, browser):
+    browser.set_window_size(*SIZES["desktop"])
+    browser.get(server.url + "/docs")
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock"))
+    assert "/score" in browser.find_element(By.ID, "swagger-ui").text
+    scripts = browser.execute_script("return [...document.scripts].map(s => s.src).filter(Boolean)")
+    assert scripts and all(src.startswith(server.url + "/") for src in scripts)

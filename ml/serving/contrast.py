@@ -153,10 +153,12 @@ def bootstrap_differences(refits: Any, frames: dict[str, pd.DataFrame],
                           horizons: np.ndarray) -> tuple[np.ndarray, ...]:
     """(S low, S high, median low, median high) of the CIA - CI differences over the refits."""
     surv, med = [], []
+    n = len(frames[CONTROL])
+    both = pd.concat([frames[CONTROL], frames[TREATED]], ignore_index=True)[list(SCORE_FEATURES)]
     for p in refits.pipelines:
         times = np.asarray(p.unique_times_, dtype=float)
-        curves = {a: np.asarray(p.predict_survival_function(f[list(SCORE_FEATURES)], return_array=True),
-                                dtype=float) for a, f in frames.items()}
+        stacked = np.asarray(p.predict_survival_function(both, return_array=True), dtype=float)
+        curves = {CONTROL: stacked[:n], TREATED: stacked[n:]}  # one call per refit: the transform dominates
         surv.append(step_values(times, curves[TREATED], horizons)
                     - step_values(times, curves[CONTROL], horizons))
         m = {a: np.nan_to_num(medians(times, c), nan=np.inf) for a, c in curves.items()}
