@@ -311,3 +311,40 @@ def test_random_payloads_never_give_a_500(client, payload):
         assert body["errors"] and all(e["field"] for e in body["errors"])
     else:
         assert body["results"][0]["risk_group"] in RISK_GROUPS
+
+
+@pytest.mark.slow
+def test_serve_logs_each_request_and_stops_cleanly(model_dir, tmp_path):
+    """`rechallenge serve`: one access-log line per request on stderr; Ctrl-C ends with a clean message."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    command = [sys.executable, "-m", "ml.cli", "serve", "--model", str(model_dir), "--port", str(port),
+               "--ci-bootstrap", "0"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.3)
+        httpx.post(f"http://127.0.0.1:{port}/score", json=patient(age=300), timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "model card" in out and "shut down cleanly" in " ".join(out.split())
+    assert re.search(r"GET /health 200 [0-9.]+ ms", err) and re.search(r"POST /score 422 [0-9.]+ ms", err)
+    assert "Traceback" not in err
