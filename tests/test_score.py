@@ -442,6 +442,11 @@ def test_cli_scores_one_patient_with_plot(saved_model, tmp_path):
     assert written[0]["survival_ci"]["surv_12m"] == pytest.approx([expected["surv_12m_low"],
                                                                    expected["surv_12m_high"]])
     assert "intervals: pointwise 95% CI by the delta method" in " ".join(result.output.split())
+    top = scorer.predict_result(patient(id="anna")).top_features(0)[0][0]
+    first = f"raising the risk: {top['feature']}={top['value']} (hazard ratio {top['clinical']:.2f})"
+    assert first in result.output
+    assert "scale: hazard ratio of the patient's value against the average training patient" in " ".join(
+        result.output.split())
     assert written[0]["risk_score"] == pytest.approx(expected["risk_score"])
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -85,6 +85,8 @@ def score_command(
         if not as_json:
             _print_scores(table.drop(columns=["ci_method"]), title, written_to=out)
             console.print(f"intervals: {result.ci_method}", highlight=False, soft_wrap=True)
+            if single and result.clinical is not None:
+                _print_clinical(result)
             if arms is not None:
                 _print_both_arms(arms)
         else:
@@ -222,6 +224,24 @@ def _one_patient(row: pd.Series) -> pd.DataFrame:
             names.append(column)
             values.append(_cell(column, value))
     return pd.DataFrame({"": names, str(row["id"]): values})
+
+
+def _print_clinical(result: Any) -> None:
+    """Patient 0's top features in clinician units, the scale in words."""
+    from ml.serving.clinical import SCALES
+
+    up, down = result.top_features(0)
+    unit = result.clinical_scale
+    for words, items in (("raising the risk", up), ("lowering the risk", down)):
+        shown = [f"{it['feature']}={it['value']} ({_clinical_text(it['clinical'], unit)})" for it in items]
+        console.print(f"{words}: {'; '.join(shown) or 'none'}", highlight=False, soft_wrap=True)
+    console.print(f"scale: {SCALES[unit]}", highlight=False, soft_wrap=True)
+
+
+def _clinical_text(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"hazard ratio {value:.2f}" if unit == "hazard_ratio" else f"{value:+.1f} points at 12 months"
 
 
 def _print_scores(table: pd.DataFrame, title: str, written_to: Path | None) -> None:
