@@ -404,6 +404,11 @@ def test_pyfunc_registry_and_default_model(mlflow_store, scorers, data):
 
     first, uri, notes = resolve.resolve_scorer(None)
     assert uri == resolve.DEFAULT_MODEL_URI and "registered it as version 1" in notes[0]
+    registered = resolve.registered_version(uri)  # the model card's figures, as version tags
+    assert registered["version"] == "1" and registered["registered"].endswith("+00:00")
+    assert registered["tags"]["card.simulated"] == "True"
+    assert 0.5 < float(registered["tags"]["card.harrell_c"]) < 1
+    assert first.card_["harrell_c"] == pytest.approx(float(registered["tags"]["card.harrell_c"]))
     again, uri2, notes2 = resolve.resolve_scorer(None)
     assert uri2 == resolve.DEFAULT_MODEL_URI and notes2 == []
     pd.testing.assert_frame_equal(again.score(X), first.score(X))
@@ -437,6 +442,11 @@ def test_cli_scores_one_patient_with_plot(saved_model, tmp_path):
     assert written[0]["survival_ci"]["surv_12m"] == pytest.approx([expected["surv_12m_low"],
                                                                    expected["surv_12m_high"]])
     assert "intervals: pointwise 95% CI by the delta method" in " ".join(result.output.split())
+    top = scorer.predict_result(patient(id="anna")).top_features(0)[0][0]
+    first = f"raising the risk: {top['feature']}={top['value']} (hazard ratio {top['clinical']:.2f})"
+    assert first in result.output
+    assert "scale: hazard ratio of the patient's value against the average training patient" in " ".join(
+        result.output.split())
     assert written[0]["risk_score"] == pytest.approx(expected["risk_score"])
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -516,3 +526,125 @@ def test_mlflow_models_serve_gives_the_same_numbers(saved_model):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------ both regimens, card, clinician units
+
+
+def _breslow_hazard(x, time, event, beta, t):
+    """H(t|x) of a Cox model at coefficients beta, Breslow baseline, recomputed from the rows."""
+    risk = np.exp(x @ beta)
+    order = np.unique(time[event.astype(bool) & (time <= t)])
+    h0 = sum(event[time == s].sum() / risk[time >= s].sum() for s in order)
+    return h0
+
+
+def test_both_arms_delta_difference_matches_numerical_derivatives(scorers, data):
+    """Var(S_CIA(12) - S_CI(12)): the closed form against finite differences of H(12|x) in the
+    coefficients (Breslow baseline recomputed at each perturbed beta) plus the baseline term."""
+    from ml.serving import contrast
+
+    scorer = scorers["cox"]
+    model = scorer.pipeline.steps[-1][1]
+    X = parse_patients(patient())
+    xs = {arm: scorer.pipeline.preprocessor_.transform(contrast.with_treatment(X, arm)[list(SCORE_FEATURES)])
+          .to_numpy(float)[0] for arm in contrast.ARMS}
+    diff, low, high = contrast.delta_difference(model, xs["CI"][None], xs["CIA"][None], np.array([12.0]))
+    x_train = scorer.pipeline.preprocessor_.transform(data.X[list(SCORE_FEATURES)]).to_numpy(float)
+    time_, event = data.y["time"], data.y["event"].astype(float)
+    beta = model.curve_variance_.coef
+    cov = model.curve_variance_.cov
+
+    def hazard(x, b):
+        return np.exp(x @ b) * _breslow_hazard(x_train, time_, event, b, 12.0)
+
+    grads, s = {}, {}
+    for arm, x in xs.items():
+        s[arm] = np.exp(-hazard(x, beta))
+        eps = 1e-6
+        grads[arm] = np.array([(hazard(x, beta + eps * e) - hazard(x, beta - eps * e)) / (2 * eps)
+                               for e in np.eye(len(beta))])
+    base = sum(event[time_ == u].sum() / np.exp(x_train @ beta)[time_ >= u].sum() ** 2
+               for u in np.unique(time_[(event > 0) & (time_ <= 12.0)]))
+    r = {arm: np.exp(x @ beta) for arm, x in xs.items()}
+
+    def cov_h(a, b):
+        return r[a] * r[b] * base + grads[a] @ cov @ grads[b]
+
+    var = (s["CI"] ** 2 * cov_h("CI", "CI") + s["CIA"] ** 2 * cov_h("CIA", "CIA")
+           - 2 * s["CI"] * s["CIA"] * cov_h("CI", "CIA"))
+    assert diff[0, 0] == pytest.approx(s["CIA"] - s["CI"], rel=1e-9)
+    assert (high[0, 0] - low[0, 0]) / (2 * 1.959963984540054) == pytest.approx(np.sqrt(var), rel=1e-5)
+
+
+def test_both_arms_bootstrap_median_difference_for_a_forest(scorers):
+    from ml.serving import contrast
+
+    arms = contrast.both_arms(scorers["rsf"], parse_patients([patient(), patient(id="b", age=80)]), 6)
+    rec = arms.records()
+    assert "percentile bootstrap" in rec[0]["difference"]["survival_method"]
+    for r in rec:
+        d = r["difference"]["surv_12m"]
+        assert d["low"] <= d["high"] and r["arms"]["CIA"]["curve"]["high"] is not None
+        s12 = r["arms"]["CIA"]["survival"]["surv_12m"] - r["arms"]["CI"]["survival"]["surv_12m"]
+        assert d["estimate"] == pytest.approx(s12, abs=1e-6)
+    again = contrast.both_arms(scorers["rsf"], parse_patients([patient()]), 6).records()[0]
+    assert again["difference"] == rec[0]["difference"]  # seeded, cached refits
+
+
+def test_clinician_units(scorers):
+    cox = scorers["cox"].predict_result(patient())
+    np.testing.assert_allclose(cox.clinical.to_numpy(), np.exp(cox.contributions.to_numpy()))
+    assert cox.clinical_scale == "hazard_ratio"
+    rsf = scorers["rsf"].predict_result(patient(age=80))
+    assert rsf.clinical_scale == "survival_points"
+    typical = scorers["rsf"].typical_
+    changed = scorers["rsf"].predict_result(patient(age=typical["age"]))
+    # by hand: S(12) with the patient's age minus S(12) with the typical training age, in points
+    by_hand = 100 * (rsf.survival[0, 2] - changed.survival[0, 2])
+    assert rsf.clinical["age"].iloc[0] == pytest.approx(by_hand, abs=1e-9)
+    rec = results.to_records(rsf)[0]
+    assert "percentage points" in rec["effect_scale"] and rec["effect_unit"] == "survival_points"
+
+
+def test_model_card_of_a_twin_model(scorers, data):
+    import copy
+
+    from ml.serving import model_card
+
+    scorer = copy.deepcopy(scorers["cox"])
+    tags = model_card.card_tags(scorer, data, simulated=True, n_bootstrap=5)
+    card = model_card.model_card(scorer)
+    assert card["trained_on"].endswith("simulated cohort, not patients") and card["n"] == 300
+    assert card["events"] == int(data.y["event"].sum()) and card["epv"] == pytest.approx(
+        card["events"] / len(scorer.columns_), abs=0.01)
+    c = card["validation"]["harrell_c"]
+    assert 0.5 < c["estimate"] < 1 and c["low"] < c["high"]
+    again = model_card.model_card(copy.deepcopy(scorers["cox"]),
+                                  {"name": "m", "version": "3", "registered": "2026-01-01T00:00:00+00:00",
+                                   "tags": {k: str(v) for k, v in tags.items()}})
+    assert again["n"] == 300 and again["validation"]["harrell_c"]["estimate"] == pytest.approx(c["estimate"])
+    assert again["simulated"] and again["version"] == "3"
+    lines = "\n".join(model_card.card_lines(again))
+    assert "version 3 of m, registered 2026-01-01" in lines and "validated C-index (Harrell)" in lines
+
+
+def test_cli_both_arms(saved_model, tmp_path):
+    path, scorer = saved_model
+    file = tmp_path / "p.json"
+    file.write_text(json.dumps(patient(id="anna")))
+    out = tmp_path / "anna.json"
+    args = ["score", "--patient", str(file), "--model", str(path), "--both-arms", "--ci-bootstrap", "5",
+            "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "anna under either regimen" in text and "CIA minus CI" in text
+    assert "not a randomised comparison" in text
+    assert "model card" in text and "P(PFS > 12 months)" in text and "(95% CI" in text
+    written = json.loads(out.read_text())
+    diff = written["both_arms"][0]["difference"]["surv_12m"]
+    arms = written["both_arms"][0]["arms"]
+    s12 = {arm: arms[arm]["survival"]["surv_12m"] for arm in arms}
+    assert diff["estimate"] == pytest.approx(s12["CIA"] - s12["CI"], abs=1e-6)
+    assert f"{100 * diff['estimate']:+.1f} percentage points" in text

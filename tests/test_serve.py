@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,9 +15,13 @@ from hypothesis import strategies as st
 from features.contract import BY_NAME, FEATURES
 from features.patient import EXAMPLE_PATIENT
 from ml.serving import app as serve
+from ml.serving import contrast
 from ml.serving.inputs import ScoringInputError, parse_patients
 from ml.serving.results import RISK_GROUPS
 from ml.tracking import mlflow_io as tracking
+
+CONTRAST_B = 8
+"""Bootstrap refits of the both-arms differences (xgb_cox has no delta method): few, for speed."""
 
 
 def patient(**changes):
@@ -38,7 +44,8 @@ def model_dir(tmp_path_factory, scorer):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    with serve.BackgroundServer(serve.create_app(model_dir, max_body_bytes=200_000)) as running:
+    app = serve.create_app(model_dir, max_body_bytes=200_000, contrast_bootstrap=CONTRAST_B)
+    with serve.BackgroundServer(app) as running:
         yield running
 
 
@@ -195,6 +202,78 @@ def test_a_model_location_cannot_come_from_a_request(client, model_dir):
         serve.create_app("/nonexistent/model")
 
 
+def test_both_arms_differences_equal_the_in_process_scorer(client, scorer):
+    rows = [patient(id="a"), patient(id="b", age=75, prior_response="PD", treatment="CIA")]
+    resp = client.post("/score", params={"both_arms": "true", "curve": "true"}, json={"patients": rows})
+    assert resp.status_code == 200, resp.text
+    serve.ScoreResponse.model_validate(resp.json())
+    got = resp.json()["both_arms"]
+    want = contrast.both_arms(scorer, parse_patients(rows), CONTRAST_B).records()
+    assert [g["id"] for g in got] == ["a", "b"]
+    for g, w in zip(got, want, strict=True):
+        assert set(g["arms"]) == {"CI", "CIA"} and "not a randomised comparison" in g["caveat"]
+        for key in ("surv_12m", "median_pfs_months"):
+            for part in ("estimate", "low", "high"):
+                want_part = w["difference"][key][part]
+                assert g["difference"][key][part] == pytest.approx(want_part, rel=1e-9, abs=1e-12)
+        assert g["difference"]["surv_12m"]["low"] <= g["difference"]["surv_12m"]["estimate"]
+        assert g["difference"]["surv_12m"]["estimate"] <= g["difference"]["surv_12m"]["high"]
+        s = g["arms"]["CIA"]["survival"]["surv_12m"] - g["arms"]["CI"]["survival"]["surv_12m"]
+        assert g["difference"]["surv_12m"]["estimate"] == pytest.approx(s, abs=1e-6)
+        assert f"B = {CONTRAST_B}" in g["difference"]["median_method"]
+        assert g["arms"]["CI"]["curve"]["low"] is not None
+    plain = client.post("/score", json=patient()).json()
+    assert "both_arms" not in plain
+
+
+def test_health_carries_the_model_card(client):
+    card = client.get("/health").json()["model_card"]
+    assert card["family"] == "xgb_cox" and card["n"] == 300 and card["events"] > 0
+    assert card["trained_on"] == "not recorded" and not card["simulated"]  # saved without a card
+    assert "not a randomised comparison" in card["limits"] and card["intended_use"]
+
+
+def test_docs_load_their_scripts_from_the_app(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/"), asset  # nothing from a CDN
+        resp = client.get(asset)
+        assert resp.status_code == 200 and len(resp.content) > 500, asset
+    assert "SwaggerUIBundle" in client.get(next(a for a in assets if a.endswith(".js"))).text
+
+
+def _keys(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _keys(v)
+
+
+def test_openapi_bounds_use_json_schema_keywords(client):
+    spec = client.get("/openapi.json").json()
+    props = spec["components"]["schemas"]["PatientIn"]["properties"]
+    age = props["age"]["anyOf"][0]
+    assert (age["minimum"], age["maximum"]) == (18, 110)
+    pfs1 = props["pfs1_months"]["anyOf"][0]
+    assert (pfs1["exclusiveMinimum"], pfs1["maximum"]) == (0, 600)
+    assert not {"ge", "le", "gt", "lt"} & set(_keys(spec))
+
+
+def test_each_request_is_logged(client, caplog):
+    with caplog.at_level(logging.INFO, logger="rechallenge.access"):
+        client.post("/score", json=patient(age=300))
+        client.get("/health")
+    lines = [r.getMessage() for r in caplog.records if r.name == "rechallenge.access"]
+    assert any(re.search(r"POST /score 422 [0-9.]+ ms$", line) for line in lines), lines
+    assert any(re.search(r"GET /health 200 [0-9.]+ ms$", line) for line in lines), lines
+
+
 # ------------------------------------------------------------------ property: never a 500
 
 _json = st.recursive(
@@ -232,3 +311,40 @@ def test_random_payloads_never_give_a_500(client, payload):
         assert body["errors"] and all(e["field"] for e in body["errors"])
     else:
         assert body["results"][0]["risk_group"] in RISK_GROUPS
+
+
+@pytest.mark.slow
+def test_serve_logs_each_request_and_stops_cleanly(model_dir, tmp_path):
+    """`rechallenge serve`: one access-log line per request on stderr; Ctrl-C ends with a clean message."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    command = [sys.executable, "-m", "ml.cli", "serve", "--model", str(model_dir), "--port", str(port),
+               "--ci-bootstrap", "0"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.3)
+        httpx.post(f"http://127.0.0.1:{port}/score", json=patient(age=300), timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "model card" in out and "shut down cleanly" in " ".join(out.split())
+    assert re.search(r"GET /health 200 [0-9.]+ ms", err) and re.search(r"POST /score 422 [0-9.]+ ms", err)
+    assert "Traceback" not in err

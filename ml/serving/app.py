@@ -5,7 +5,13 @@
     GET  /               a page for clinicians: a form for one patient, the PFS curve, the risk
                          group and the features pushing the risk up and down (no external assets)
     GET  /openapi.json   the contract (`features.patient.PatientIn`, generated from the cohort
-                         contract); /docs renders it
+                         contract), with JSON Schema's own minimum / maximum keywords; /docs renders
+                         it with Swagger UI served by the app itself (fastapi-offline: no CDN)
+
+POST /score?both_arms=true adds, per patient, the score under either regimen (CI, CIA) and the
+CIA - CI differences in S(t) and in median PFS with their CIs (`ml.serving.contrast`); /health
+carries the model card (`ml.serving.model_card`). Each request is logged on one line (logger
+`rechallenge.access`: method, path, status, milliseconds).
 
 The model is loaded once, at start, from the configured URI (models:/NAME@ALIAS, a run or a
 local path); no request can name another location. Bad input gets 422 with the offending
@@ -27,19 +33,27 @@ import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from features.patient import PatientIn, form_fields
+from features.patient import EXAMPLE_PATIENT, PatientIn, form_fields
+from ml.serving.contrast import both_arms as score_both_arms
 from ml.serving.inputs import ScoringInputError, frame_from_models, problems_from
-from ml.serving.resolve import load_scorer
+from ml.serving.model_card import model_card
+from ml.serving.resolve import load_scorer, registered_version
 from ml.serving.results import RISK_GROUPS, to_records
 from ml.serving.scorer import SurvivalScorer
 
 log = logging.getLogger("rechallenge.serve")
+access_log = logging.getLogger("rechallenge.access")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_PATIENTS = 1_000
+CONTRAST_BOOTSTRAP = 50
+# pydantic writes the bounds of a constrained type wrapped in a validator with its own names (ge,
+# le, gt, lt); JSON Schema (and so OpenAPI 3.1) calls them these:
+SCHEMA_KEYWORDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 PAGE = "page.html"
 _BODY_TAGS = ("patient", "batch")
 
@@ -72,6 +86,8 @@ class Contribution(BaseModel):
     feature: str
     value: str = Field(..., description="the patient's value ('missing (imputed)' if not recorded)")
     effect: float = Field(..., description="SHAP value on the model's risk scale (+ raises risk)")
+    clinical: float | None = Field(None, description="the same in clinician units (see effect_scale): a "
+                                   "hazard ratio (Cox) or a change in P(PFS > 12 months), in points")
 
 
 class Curve(BaseModel):
@@ -97,12 +113,24 @@ class PatientScore(BaseModel):
     top_down: list[Contribution]
     imputed: list[str]
     ci_method: str = Field(..., description="how the intervals were computed (delta method, bootstrap, none)")
+    effect_unit: str | None = Field(None, description="hazard_ratio or survival_points")
+    effect_scale: str = Field("", description="what the contributions' `clinical` values are, in words")
     curve: Curve | None = None
+
+
+class BothArms(BaseModel):
+    id: str
+    arms: dict[str, PatientScore] = Field(..., description="the patient's score under each regimen (CI, CIA)")
+    difference: dict[str, Any] = Field(
+        ..., description="CIA minus CI: {estimate, low, high} (95% CI) of S(t) at each horizon and of the "
+        "median PFS in months (null: not reached / not estimable), and the methods of the intervals")
+    caveat: str
 
 
 class ScoreResponse(BaseModel):
     model: dict[str, Any]
     results: list[PatientScore]
+    both_arms: list[BothArms] | None = Field(None, description="with ?both_arms=true")
 
 
 class ErrorItem(BaseModel):
@@ -206,7 +234,43 @@ ERROR_HANDLERS = ((RequestValidationError, _on_validation), (StarletteHTTPExcept
                   (ScoringInputError, _on_input), (Exception, _on_error))
 
 
-def _add_routes(app: FastAPI, scorer: SurvivalScorer, info: dict[str, Any]) -> None:
+def standard_keywords(node: Any) -> Any:
+    """The schema with pydantic's ge / le / gt / lt renamed to JSON Schema's keywords."""
+    if isinstance(node, dict):
+        return {SCHEMA_KEYWORDS.get(k, k) if not isinstance(v, dict | list) else k: standard_keywords(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [standard_keywords(v) for v in node]
+    return node
+
+
+def _standard_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = standard_keywords(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _log_request(request: Request, call_next: Any) -> Any:
+    """One access-log line per request: method, path (with query), status, milliseconds."""
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        query = f"?{request.url.query}" if request.url.query else ""
+        client = request.client.host if request.client else "-"
+        access_log.info("%s %s %s%s %d %.1f ms", client, request.method, request.url.path, query, status,
+                        1000 * (time.perf_counter() - start))
+
+
+def _add_routes(app: FastAPI, scorer: SurvivalScorer, info: dict[str, Any], contrast_bootstrap: int) -> None:
     lock = threading.Lock()  # scoring is CPU-bound; one at a time keeps shap/xgboost state safe
     page = _page()
 
@@ -217,13 +281,20 @@ def _add_routes(app: FastAPI, scorer: SurvivalScorer, info: dict[str, Any]) -> N
     @app.post("/score", response_model=ScoreResponse,
               responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
     def score_patients(body: ScoreBody,
-                       curve: bool = Query(False, description="add S(t) points for a plot")) -> JSONResponse:
+                       curve: bool = Query(False, description="add S(t) points for a plot"),
+                       both_arms: bool = Query(False, description="add the score under either regimen "
+                                               "(CI, CIA) and the CIA - CI differences with 95% CIs")
+                       ) -> JSONResponse:
         patients = body.patients if isinstance(body, ScoreRequest) else [body]
         frame = frame_from_models(patients)
         with lock:
             result = scorer.result_for(frame, curve=curve)
+            arms = score_both_arms(scorer, frame, contrast_bootstrap).records() if both_arms else None
         # built from the model's own records (tested against ScoreResponse); skip re-validating
-        return JSONResponse({"model": info, "results": to_records(result)})
+        body_out: dict[str, Any] = {"model": info, "results": to_records(result)}
+        if arms is not None:
+            body_out["both_arms"] = arms
+        return JSONResponse(body_out)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
@@ -231,21 +302,31 @@ def _add_routes(app: FastAPI, scorer: SurvivalScorer, info: dict[str, Any]) -> N
 
 
 def create_app(model_uri: str | None = None, *, scorer: SurvivalScorer | None = None,
-               notes: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The service for the model at `model_uri` (loaded once, here), or for a fitted `scorer`."""
+               notes: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               contrast_bootstrap: int = CONTRAST_BOOTSTRAP) -> FastAPI:
+    """The service for the model at `model_uri` (loaded once, here), or for a fitted `scorer`.
+
+    contrast_bootstrap: B refits for the intervals of the both-arms differences (made once, at
+    start; see `ml.serving.contrast`)."""
     if scorer is None:
         if model_uri is None:
             raise ValueError("create_app needs a model URI or a fitted scorer")
         scorer, notes = load_scorer(model_uri)
     scorer.warm()
-    info = {**scorer.info(), "uri": model_uri or "in-process", "notes": list(notes or [])}
-    app = FastAPI(title="rechallenge PFS scoring", version="1",
+    card = model_card(scorer, registered_version(model_uri))
+    info = {**scorer.info(), "uri": model_uri or "in-process", "notes": list(notes or []), "model_card": card}
+    if contrast_bootstrap > 0 and getattr(scorer, "train_", None) is not None:
+        score_both_arms(scorer, frame_from_models([PatientIn.model_validate(EXAMPLE_PATIENT)]),
+                        contrast_bootstrap)  # the refits, once, before taking traffic
+    app = FastAPIOffline(title="rechallenge PFS scoring", version="1",
                   description="Progression-free survival risk after immunotherapy rechallenge in "
                   "advanced NSCLC: risk group, survival curve, median PFS and explanation per patient.")
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.middleware("http")(_log_request)
     for exc_class, handler in ERROR_HANDLERS:
         app.add_exception_handler(exc_class, handler)
-    _add_routes(app, scorer, info)
+    _add_routes(app, scorer, info, contrast_bootstrap)
+    _standard_openapi(app)
     return app
 
 

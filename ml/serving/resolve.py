@@ -14,6 +14,7 @@ from typing import Any
 
 from features import datasets
 from ml import models
+from ml.serving.model_card import card_tags
 from ml.serving.scorer import SurvivalScorer
 from ml.tracking import mlflow_io as tracking
 
@@ -62,13 +63,20 @@ def register_default_scorer() -> tuple[SurvivalScorer, str, list[str]]:
     the champion of `DEFAULT_REGISTERED_NAME`; (scorer, URI, a note saying so)."""
     data = datasets.twin()
     scorer = fit_scorer(DEFAULT_MODEL, data)
-    tags = {"data": data.name, "origin": "default model (rechallenge score)"}
+    # the model card's figures (bootstrap-validated C and calibration slope): in the scorer and as tags
+    tags = {"data": data.name, "origin": "default model (rechallenge score)",
+            **card_tags(scorer, data, simulated=True)}
     reg = tracking.register_survival_model(scorer, DEFAULT_REGISTERED_NAME, tags=tags)
     alpha = scorer.pipeline.model_.alpha_
     note = (f"no model was registered as {DEFAULT_REGISTERED_NAME}: fitted the default model "
             f"{DEFAULT_MODEL} (ridge Cox, penalty {alpha:.3g} chosen by cross-validated partial "
             f"likelihood) on {data.name} and registered it as version {reg['version']} with alias champion")
     return scorer, reg["uri"], [note]
+
+
+def registered_version(model_uri: str | None) -> dict[str, Any] | None:
+    """The registry's record of the version behind a models:/ URI (None for other URIs)."""
+    return tracking.model_version(model_uri) if model_uri else None
 
 
 def resolve_scorer(model_uri: str | None = None) -> tuple[SurvivalScorer, str, list[str]]:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml.serving.clinical import SCALES
+
 HORIZONS: tuple[float, ...] = (3.0, 6.0, 12.0, 24.0)
 RISK_GROUPS = ("low", "intermediate", "high")
 NOT_REACHED = "not reached"
@@ -72,6 +74,9 @@ class ScoreResult:
     curves_low: np.ndarray | None = None      # patients x curve_times
     curves_high: np.ndarray | None = None
     ci_method: str = ""
+    # each feature's effect in clinician units (`ml.serving.clinical`): patients x features, or None
+    clinical: pd.DataFrame | None = None
+    clinical_scale: str = ""
 
     def interval(self, name: str) -> np.ndarray:
         """One of the interval arrays, NaN-filled when the result has none."""
@@ -101,11 +106,14 @@ class ScoreResult:
         up, up_eff, down, down_eff = self.top_indices(k)
         names = list(self.contributions.columns)
         values = self.values[names].to_numpy(dtype=object)
+        clinical = (self.clinical[names].to_numpy(np.float64) if self.clinical is not None
+                    else np.full(values.shape, np.nan))
         out = []
         for i in range(len(up)) if rows is None else rows:
             pair = []
             for cols, effs in ((up[i], up_eff[i]), (down[i], down_eff[i])):
-                pair.append([{"feature": names[j], "value": value_text(values[i, j]), "effect": float(e)}
+                pair.append([{"feature": names[j], "value": value_text(values[i, j]), "effect": float(e),
+                              "clinical": _finite(clinical[i, j])}
                              for j, e in zip(cols, effs, strict=True) if np.isfinite(e)])
             out.append((pair[0], pair[1]))
         return out
@@ -209,6 +217,8 @@ def to_records(result: ScoreResult) -> list[dict[str, Any]]:
             "top_down": down,
             "imputed": result.imputed[i],
             "ci_method": result.ci_method,
+            "effect_unit": result.clinical_scale or None,
+            "effect_scale": SCALES.get(result.clinical_scale, ""),
         }
         if result.curves is not None:
             rec["curve"] = {"months": [round(float(t), 4) for t in result.curve_times],

@@ -36,6 +36,7 @@ import pandas as pd
 
 from features.contract import BY_NAME, ID
 from features.patient import EXAMPLE_PATIENT
+from ml.serving.clinical import HORIZON, clinical_effects, typical_values
 from ml.serving.explainer import RiskExplainer, feature_groups
 from ml.serving.inputs import SCORE_FEATURES, parse_patients, training_frame
 from ml.serving.replay import fast_model, fast_preprocessor
@@ -117,13 +118,15 @@ class SurvivalScorer:
 
     def _keep_for_bootstrap(self, features: pd.DataFrame, y: Any) -> None:
         """Training rows (and the refits asked for) for a model the delta method does not cover."""
-        self.train_, self.refits_ = None, None
-        if y is None or delta_model(self.pipeline) is not None:
+        self.train_, self.refits_, self.events_ = None, None, None
+        if y is None:
             return
         if len(y) != len(features):
             raise ValueError(f"y has {len(y)} rows for {len(features)} training rows")
+        # kept for every family: the both-arms contrast resamples them (ml.serving.contrast)
         self.train_ = (features.reset_index(drop=True), np.asarray(y))
-        if self.ci_bootstrap > 0:
+        self.events_ = int(np.sum(np.asarray(y)["event"]))
+        if self.ci_bootstrap > 0 and delta_model(self.pipeline) is None:
             self.refits_ = bootstrap_refits(self.pipeline, *self.train_, self.ci_bootstrap, self.random_state)
 
     def _fit_explainer(self, features: pd.DataFrame, Xt: pd.DataFrame) -> None:
@@ -135,6 +138,7 @@ class SurvivalScorer:
                                         background_raw, self.random_state)
         self.explainer_.center(Xt)
         self.feature_groups_ = feature_groups(self.columns_, features)
+        self.typical_ = typical_values(background_raw)
 
     def _check_explanation(self, rows: pd.DataFrame) -> None:
         """SHAP must add up to the model's risk (differences between rows, exact methods)."""
@@ -183,16 +187,29 @@ class SurvivalScorer:
         Xt = self._transform(features)
         horizons = np.asarray(self.horizons, dtype=np.float64)
         grid = self.curve_grid() if curve else None
-        if self.fast_model_.kind == "breslow":
-            risk, surv_h, median, curves = self.fast_model_.breslow_summaries(Xt, self.times_, horizons, grid)
-        else:
-            risk, surv_h, median, curves = self._summaries_from_curves(Xt, horizons, grid)
+        risk, surv_h, median, curves = self._point_summaries(Xt, horizons, grid)
+        contributions = self._contributions(Xt, features, X.index, explain)
+        clinical, scale = (None, "")
+        if explain:
+            clinical, scale = clinical_effects(self.explainer_.kind, contributions, X[list(SCORE_FEATURES)],
+                                               getattr(self, "typical_", {}), self._survival_at)
         return ScoreResult(
             ids=X[ID].to_numpy(), risk=risk, percentile=self.percentile(risk), group=self.group(risk),
             horizons=tuple(float(h) for h in horizons), survival=surv_h, median=median,
-            contributions=self._contributions(Xt, features, X.index, explain), values=features,
+            contributions=contributions, values=features, clinical=clinical, clinical_scale=scale,
             imputed=_imputed(X), curve_times=grid, curves=curves,
             **self._intervals(X[list(SCORE_FEATURES)], Xt, horizons, grid, ci_bootstrap))
+
+    def _point_summaries(self, Xt: pd.DataFrame, horizons: np.ndarray,
+                         grid: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(risk, S at horizons, median, S on grid or None), without intervals."""
+        if self.fast_model_.kind == "breslow":
+            return self.fast_model_.breslow_summaries(Xt, self.times_, horizons, grid)
+        return self._summaries_from_curves(Xt, horizons, grid)
+
+    def _survival_at(self, rows: pd.DataFrame) -> np.ndarray:
+        """P(PFS > 12 months) of raw input rows (no interval)."""
+        return self._point_summaries(self._transform(rows), np.array([HORIZON]), None)[1][:, 0]
 
     # ------------------------------------------------------------------ uncertainty
 

@@ -33,6 +33,7 @@ from ml.tracking.registry import (
     champion,
     champion_rule,
     make_champion,
+    model_version,
     promote_by_rule,
     register_model,
 )
@@ -69,7 +70,7 @@ __all__ = [
     "SURVIVAL_MODEL_REQUIREMENTS", "TRACKED_PACKAGES", "PyfuncContract", "active_run_id", "champion",
     "git_commit", "load_pyfunc", "load_survival_model", "log_artifact", "log_child_runs", "log_dataset",
     "log_figure", "log_figures", "log_json", "log_metric_steps", "log_metrics", "log_model", "log_params",
-    "log_survival_model", "log_table", "make_champion", "mlflow_module", "promote_by_rule",
+    "log_survival_model", "log_table", "make_champion", "mlflow_module", "model_version", "promote_by_rule",
     "provenance_tags", "pyfunc_signature", "register_model", "register_survival_model", "run",
     "save_survival_model", "tracking_uri",
 ]

@@ -53,6 +53,30 @@ def champion(registered_name: str) -> dict[str, Any] | None:
             "uri": champion_uri(registered_name)}
 
 
+def model_version(model_uri: str) -> dict[str, Any] | None:
+    """The registered version behind `models:/NAME@ALIAS` or `models:/NAME/VERSION`: name,
+    version, registered (UTC, ISO 8601), run id and tags; None for any other URI or when the
+    registry does not know it."""
+    if not model_uri.startswith("models:/"):
+        return None
+    name, sep, rest = model_uri.removeprefix("models:/").partition("@")
+    mlflow = mlflow_module()
+    from mlflow.exceptions import MlflowException  # with mlflow itself (see mlflow_module)
+
+    client = mlflow.MlflowClient()
+    try:
+        if sep:
+            mv = client.get_model_version_by_alias(name, rest)
+        else:
+            name, _, number = name.rpartition("/")
+            mv = client.get_model_version(name, number)
+    except MlflowException:
+        return None
+    registered = pd.Timestamp(int(mv.creation_timestamp), unit="ms", tz="UTC")
+    return {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags),
+            "registered": registered.isoformat(timespec="seconds")}
+
+
 CALIBRATION_BAND = (0.8, 1.2)
 """A calibration slope inside this band counts as well calibrated (1 = ideal)."""
 DEFAULT_PREFIX = "default."
