@@ -64,7 +64,7 @@ from ml.workflows.analysis_result import (  # noqa: F401  (re-exported: the resu
     to_dict,
     to_json,
 )
-from ml.workflows.causal import run_causal
+from ml.workflows.causal import check_settings, run_causal
 
 TREATMENT_TERM = term(schema.TREATMENT, schema.TREATED)
 
@@ -122,6 +122,7 @@ def run_analysis(df: pd.DataFrame, config: AnalysisConfig | None = None,
     the bootstrap resamples, `causal_progress(label, done, total)` the causal section's.
     """
     config = config or AnalysisConfig()
+    check_settings(df, config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _run(df, config, progress)

@@ -217,6 +217,18 @@ def _ph_global_p(ph_tests: dict[str, pd.DataFrame] | None, endpoint: str) -> flo
     return float(rows["p"].iloc[0]) if len(rows) else None
 
 
+def check_settings(df: pd.DataFrame, config: AnalysisConfig) -> None:
+    """The causal settings checked before any computation (tau, horizons, method x estimand):
+    `CausalInputError` as `run_causal` would raise it, without the wait. An endpoint whose arm
+    has no events is left to the analysis's own check (`analysis._require_events`)."""
+    for method in config.causal.weighting_methods:
+        _method_estimand(method, config)
+    for ep in config.causal.endpoints:
+        _, event, treated = _arrays(df, ep)
+        if all(event[m].any() for m in (treated, ~treated)):
+            checked_tau(df, config, ep)
+
+
 def run_endpoint(df: pd.DataFrame, config: AnalysisConfig, endpoint: str,
                  progress: Progress | None = None, iptw_cox: dict | None = None,
                  ph_tests: dict[str, pd.DataFrame] | None = None) -> EndpointCausal:
