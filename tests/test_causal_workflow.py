@@ -224,3 +224,12 @@ def test_an_arm_without_events_names_the_endpoint_setting(cohort):
         run_causal(df, fast)
     assert np.isfinite(run_causal(df, fast.model_copy(update={"causal": fast.causal.model_copy(
         update={"endpoints": ["pfs"]})})).endpoints["pfs"].adjusted.tau)
+
+
+def test_the_causal_bootstrap_reports_its_own_progress(cohort):
+    config = analysis.load_config()
+    fast = config.model_copy(update={"causal": config.causal.model_copy(
+        update={"bootstrap": 3, "weighting_methods": ["logistic"]})})
+    calls = []
+    run_causal(cohort, fast, lambda label, done, total: calls.append((label, done, total)))
+    assert calls == [(f"causal bootstrap ({name})", i, 3) for name in ("PFS", "OS") for i in (1, 2, 3)]
