@@ -31,9 +31,10 @@ from ml.stats.errors import CausalInputError
 from ml.stats.ph import cox_zph
 from ml.stats.weighting import estimate_iptw
 from ml.workflows import analysis, analysis_report
+from ml.workflows.analysis_config import CausalConfig
 from ml.workflows.analysis_result import json_safe
 
-FAST = {"bootstrap": 30}
+FAST = {"bootstrap": 30, "causal": CausalConfig(bootstrap=10)}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def small_result(twin_small):
 
 def _write_experiment(path, **changes):
     raw = yaml.safe_load(analysis.DEFAULT_CONFIG_PATH.read_text())
+    raw["causal"]["bootstrap"] = 10  # the causal section is tested in test_causal_workflow.py
     raw.update(changes)
     path.write_text(yaml.safe_dump(raw))
     return path

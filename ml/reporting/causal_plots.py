@@ -42,9 +42,10 @@ def adjusted_curves_figure(curves: pd.DataFrame, differences: pd.DataFrame, arms
         bottom.step(one["time"], one["survival"].to_numpy() - two["survival"].to_numpy(), where="post",
                     color="#444444", linewidth=1.4, label=f"{arms[0]} - {arms[1]}")
         d = differences[differences["estimator"] == est]
-        bottom.errorbar(d["time"], d["difference"], yerr=[d["difference"] - d["ci_low"],
-                        d["ci_high"] - d["difference"]], fmt="o", color="black", markersize=3,
-                        capsize=3, label="95% CI at the horizons")
+        # a percentile interval need not contain the estimate: drawn as a segment, not an error bar
+        bottom.vlines(d["time"], d["ci_low"], d["ci_high"], color="black", linewidth=1.2,
+                      label="95% CI at the horizons")
+        bottom.plot(d["time"], d["difference"], "o", color="black", markersize=3)
         bottom.axhline(0, color="black", linewidth=0.7)
         for h in horizons:
             for ax in (top, bottom):

@@ -20,7 +20,7 @@ from ml.stats.cox import CoxFit, fit_cox
 from ml.stats.cox_tables import ENDPOINT_NAMES, cox_design, fit_complete_cases
 from ml.stats.km import km_frame
 from ml.stats.ph import cox_zph, zph_smooth
-from ml.workflows.analysis_result import AnalysisResult
+from ml.workflows.analysis_result import AnalysisResult, json_safe
 from ml.workflows.causal import causal_to_dict
 
 GROUPS = (schema.TREATED, schema.CONTROL)
@@ -44,7 +44,7 @@ def print_analysis(console: Console, result: AnalysisResult) -> None:
     display.print_ph_flags(console, pd.concat(result.ph_tests.values(), ignore_index=True))
     display.print_frame(console, result.side_by_side, title="Side by side with the published study")
     if result.causal is not None:
-        causal_display.print_causal(console, causal_to_dict(result.causal), ENDPOINT_NAMES)
+        causal_display.print_causal(console, json_safe(causal_to_dict(result.causal)), ENDPOINT_NAMES)
     display.print_methods(console, result.methods, result.warnings)
 
 
