@@ -86,6 +86,7 @@ def test_benchmark_json_is_the_summary_alone_on_stdout(tmp_path):
 def test_analyze_json_is_analysis_json(tmp_path):
     experiment = tmp_path / "fast.yaml"
     raw = yaml.safe_load(analysis.DEFAULT_CONFIG_PATH.read_text()) | {"bootstrap": 5}
+    raw["causal"]["bootstrap"] = 5
     experiment.write_text(yaml.safe_dump(raw))
     result = _ok(["analyze", "--experiment", str(experiment), "--no-mlflow", "--out", str(tmp_path / "o"),
                   "--json"])
@@ -169,7 +170,7 @@ def test_a_table_wider_than_the_console_is_printed_whole():
 
 def test_analysis_reports_each_bootstrap_resample(twin_small):
     calls = []
-    config = analysis.AnalysisConfig(bootstrap=4)
+    config = analysis.AnalysisConfig(bootstrap=4, causal={"bootstrap": 0})
     with_progress = analysis.run_analysis(twin_small.data, config, progress=lambda *a: calls.append(a))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     without = analysis.run_analysis(twin_small.data, config)

@@ -49,5 +49,5 @@ def test_benchmark_accepts_an_empty_feature_and_warns(empty_pdl1, tmp_path):
 
 def _fast_experiment(tmp_path):
     path = tmp_path / "fast.yaml"
-    path.write_text("bootstrap: 5\n")
+    path.write_text("bootstrap: 5\ncausal: {bootstrap: 5}\n")
     return path

@@ -57,7 +57,9 @@ def analyze(
     with json_stdout(as_json):
         with input_errors(CausalInputError, generic=False), progress_bar("bootstrap resamples",
                                                                          config.bootstrap) as update:
-            result = analysis.run_analysis(df, config, progress=lambda done, total: update(done))
+            result = analysis.run_analysis(
+                df, config, progress=lambda done, total: update(done),
+                causal_progress=lambda label, done, total: update(done, description=label, total=total))
         if not as_json:
             analysis_report.print_analysis(console, result)
         weights = result.weights_frame(df["id"])

@@ -64,6 +64,7 @@ from ml.workflows.analysis_result import (  # noqa: F401  (re-exported: the resu
     to_dict,
     to_json,
 )
+from ml.workflows.causal import check_settings, run_causal
 
 TREATMENT_TERM = term(schema.TREATMENT, schema.TREATED)
 
@@ -110,19 +111,23 @@ METHODS = {
 
 
 def run_analysis(df: pd.DataFrame, config: AnalysisConfig | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> AnalysisResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 causal_progress: Callable[[str, int, int], None] | None = None) -> AnalysisResult:
     """Run the whole study analysis on a validated cohort frame.
 
     Raises `ml.stats.errors.CausalInputError` for input the analysis cannot use (one
     treatment group, an endpoint without events, unusable confounders). Warnings
     raised on the way (extreme weights, separation, non-convergence) are collected
     in `result.warnings` so that the caller can show them. `progress(done, total)` follows
-    the bootstrap resamples.
+    the bootstrap resamples, `causal_progress(label, done, total)` the causal section's.
     """
     config = config or AnalysisConfig()
+    check_settings(df, config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _run(df, config, progress)
+        result.causal = run_causal(df, config, causal_progress, iptw_cox=result.iptw_cox,
+                                   ph_tests=result.ph_tests)
     seen = dict.fromkeys(str(w.message) for w in caught if _worth_showing(w))
     result.warnings = list(seen)
     return result

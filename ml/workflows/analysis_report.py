@@ -15,12 +15,13 @@ from rich.console import Console
 from features import schema
 from features.contract import term
 from ml.reporting import analysis_plots as plots
-from ml.reporting import display, ph_plots
+from ml.reporting import causal_display, causal_plots, display, ph_plots
 from ml.stats.cox import CoxFit, fit_cox
 from ml.stats.cox_tables import ENDPOINT_NAMES, cox_design, fit_complete_cases
 from ml.stats.km import km_frame
 from ml.stats.ph import cox_zph, zph_smooth
-from ml.workflows.analysis_result import AnalysisResult
+from ml.workflows.analysis_result import AnalysisResult, json_safe
+from ml.workflows.causal import causal_to_dict
 
 GROUPS = (schema.TREATED, schema.CONTROL)
 
@@ -42,6 +43,8 @@ def print_analysis(console: Console, result: AnalysisResult) -> None:
                                   result.cox_joint_tests["multivariable"])
     display.print_ph_flags(console, pd.concat(result.ph_tests.values(), ignore_index=True))
     display.print_frame(console, result.side_by_side, title="Side by side with the published study")
+    if result.causal is not None:
+        causal_display.print_causal(console, json_safe(causal_to_dict(result.causal)), ENDPOINT_NAMES)
     display.print_methods(console, result.methods, result.warnings)
 
 
@@ -73,6 +76,24 @@ def analysis_figures(result: AnalysisResult, df: pd.DataFrame) -> dict[str, obje
     figures["love_plot.png"] = plots.love_figure(result.smd, result.config.balance_threshold)
     figures["propensity_overlap.png"] = plots.overlap_figure(result.iptw.propensity,
                                                              result.iptw.treated, GROUPS)
+    return figures | causal_figures(result)
+
+
+def causal_figures(result: AnalysisResult) -> dict[str, object]:
+    """The causal section's figures: adjusted curves and RMST over tau per endpoint, and the
+    Love plot of the weighting methods."""
+    causal = result.causal
+    if causal is None:
+        return {}
+    figures = {}
+    for ep, r in causal.endpoints.items():
+        a, name = r.adjusted, ENDPOINT_NAMES[ep]
+        figures[f"adjusted_curves_{ep}.png"] = causal_plots.adjusted_curves_figure(
+            a.curves, a.differences, GROUPS, f"{name}: confounder-adjusted survival per arm (ATE), "
+            "95% bootstrap bands", causal.horizons)
+        figures[f"rmst_tau_{ep}.png"] = causal_plots.rmst_tau_figure(
+            a.rmst_by_tau, GROUPS, f"{name}: adjusted RMST difference up to tau (ATE), 95% bootstrap band")
+    figures["love_plot_methods.png"] = causal_plots.weighting_love_figure(causal.balance, causal.confounders)
     return figures
 
 

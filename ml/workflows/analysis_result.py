@@ -13,6 +13,7 @@ from features import schema
 from ml.stats.balance import smd_convention
 from ml.stats.weighting import IPTW
 from ml.workflows.analysis_config import AnalysisConfig
+from ml.workflows.causal import CausalResult, causal_metrics, causal_to_dict
 
 
 @dataclass
@@ -43,6 +44,8 @@ class AnalysisResult:
     cox_joint_tests: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     """{"univariable" | "multivariable": {endpoint: covariate, df, wald_chisq, wald_p, lr_chisq,
     lr_p, n}}: the joint tests of all a covariate's terms (`ml.stats.cox_tables.joint_tests`)."""
+    causal: CausalResult | None = None
+    """The `causal:` section (`ml.workflows.causal.run_causal`): adjusted curves, RMST, E-values."""
 
     def weights_frame(self, ids) -> pd.DataFrame:
         """Per patient: id, propensity, weight (DIR/weights.csv)."""
@@ -195,6 +198,8 @@ def to_dict(result: AnalysisResult) -> dict:
         "methods": result.methods,
         "warnings": result.warnings,
     }
+    if result.causal is not None:
+        out["causal"] = causal_to_dict(result.causal)
     return json_safe(out)
 
 
@@ -217,4 +222,5 @@ def key_metrics(result: AnalysisResult) -> dict[str, float]:
           for ep, table in joint.items() for r in table.itertuples()}
     m |= {"max_abs_smd_before": result.balance["max_abs_smd_before"],
           "max_abs_smd_after": result.balance["max_abs_smd_after"]}
+    m |= causal_metrics(result.causal) if result.causal is not None else {}
     return {k: float(v) for k, v in m.items() if v is not None and np.isfinite(v)}
