@@ -55,8 +55,9 @@ class AdjustedSurvival:
     `rmst`: estimator, arm, rmst, se, ci_low, ci_high; `rmst_contrasts`: estimator, contrast,
     estimate, se, ci_low, ci_high, p; `rmst_by_tau`: time (= tau), estimator, difference,
     se, ci_low, ci_high: the RMST difference at every tau up to `tau` (the RMST-over-tau curve).
-    CIs are NaN without bootstrap replicates. `confounders` are the propensity model's,
-    `outcome_confounders` the Cox outcome model's (the same unless set apart).
+    CIs are NaN without bootstrap replicates. `confounders` are the propensity model's (those
+    it could use), `outcome_confounders` the Cox outcome model's as requested (the same unless
+    set apart).
     """
 
     curves: pd.DataFrame
