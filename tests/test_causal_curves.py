@@ -220,3 +220,54 @@ def test_aiptw_in_blocks_of_patients_is_the_same(monkeypatch):
     blocks = survival_on_grid(sample, grid, ("aiptw",))["aiptw"]
     for arm in (True, False):
         np.testing.assert_allclose(blocks[arm], whole[arm], rtol=1e-12)
+
+
+def _at(res, name: str) -> pd.Series:
+    return res.at_times[res.at_times["estimator"] == name].set_index(["arm", "time"])["survival"]
+
+
+def test_propensity_and_outcome_models_can_adjust_for_different_confounders():
+    df = _synthetic()
+    mixed = adjusted_survival(df, [6, 12], tau=9.5, confounders=("age", "ecog"), replicates=0,
+                              propensity_confounders=("age",), outcome_confounders=("age", "ecog"))
+    only_age = adjusted_survival(df, [6, 12], tau=9.5, confounders=("age",), replicates=0)
+    both = adjusted_survival(df, [6, 12], tau=9.5, confounders=("age", "ecog"), replicates=0)
+    # IPTW uses the propensity model only, the G-formula the outcome model only
+    pd.testing.assert_series_equal(_at(mixed, "iptw"), _at(only_age, "iptw"))
+    pd.testing.assert_series_equal(_at(mixed, "gformula"), _at(both, "gformula"))
+    assert not np.allclose(_at(mixed, "iptw"), _at(both, "iptw"))
+    assert mixed.confounders == ("age",) and mixed.outcome_confounders == ("age", "ecog")
+    default = adjusted_survival(df, [6, 12], tau=9.5, confounders=("age", "ecog"), replicates=0,
+                                propensity_confounders=("age", "ecog"), outcome_confounders=("age", "ecog"))
+    pd.testing.assert_frame_equal(default.at_times, both.at_times)
+
+
+def test_aiptw_with_separate_designs_is_the_aipw_formula_without_censoring():
+    from ml.stats.causal.adjusted import causal_sample
+    df = _synthetic(censor=False)
+    sample, _ = causal_sample(df, "pfs_months", "pfs_event", ("age", "ecog"), schema.TREATMENT,
+                              schema.TREATED, schema.CONTROL, propensity_confounders=("ecog",))
+    assert sample.design.shape[1] < sample.x_outcome.shape[1]  # ecog terms vs age + ecog terms
+    grid = np.array([3.0, 8.0, 15.0])
+    curves = survival_on_grid(sample, grid, ("aiptw",))
+    outcome = fit_outcome(sample.time, sample.event, sample.treated, sample.x_outcome)
+    alive = sample.time[:, None] > grid[None, :]
+    for arm in (True, False):
+        w = np.where(sample.treated == arm, sample.ipw, 0.0)[:, None]
+        s = outcome.survival(arm, sample.x_outcome, grid)
+        np.testing.assert_allclose(curves["aiptw"][arm], (s + w * (alive - s)).mean(0))
+    idx = np.array([3, 1, 1, 0])
+    taken = sample.take(idx, np.ones(4))
+    np.testing.assert_array_equal(taken.x_outcome, sample.x_outcome[idx])
+    np.testing.assert_array_equal(taken.design, sample.design[idx])
+
+
+def test_differences_carry_the_bootstrap_se_of_the_difference():
+    res = adjusted_survival(_synthetic(), [6, 12], tau=9.5, confounders=("age", "ecog"), replicates=15,
+                            seed=4, outcome_confounders=("age",))
+    assert res.replicates == 15 and (res.differences["se"] > 0).all()
+    rmst_se = res.rmst_contrasts.query("contrast == 'difference'").set_index("estimator")["se"]
+    by_tau = res.rmst_by_tau.groupby("estimator").last()["se"]
+    np.testing.assert_allclose(by_tau[rmst_se.index], rmst_se)  # same replicates, same SD
+    assert adjusted_survival(_synthetic(), [6], tau=9.5, confounders=("age",),
+                             replicates=0).differences["se"].isna().all()

@@ -2,11 +2,12 @@
 
 `adjusted_survival(df, times)` fits, on the whole cohort, a logistic propensity model
 (`ml.stats.weighting.estimate_iptw`), a Cox outcome model on the treatment and the same
-confounders (Efron ties and baseline hazard) and a Nelson-Aalen censoring model, and reports
-S(t) of each arm by IPTW-weighted Kaplan-Meier, standardisation (G-formula) and doubly robust
-AIPTW (`ml.stats.causal.estimators`), the treated-minus-control differences, and the RMST up
-to tau under each adjusted curve with its difference and ratio. Pointwise percentile CIs come
-from a bootstrap that re-fits every model in every resample (`ml.stats.causal.resample`).
+confounders (or others: `outcome_confounders`; Efron ties and baseline hazard) and a
+Nelson-Aalen censoring model, and reports S(t) of each arm by IPTW-weighted Kaplan-Meier,
+standardisation (G-formula) and doubly robust AIPTW (`ml.stats.causal.estimators`), the
+treated-minus-control differences, and the RMST up to tau under each adjusted curve with its
+difference and ratio. Pointwise percentile CIs come from a bootstrap that re-fits every model
+in every resample (`ml.stats.causal.resample`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from features import schema
 from ml.stats.causal import rmst as rmst_mod
 from ml.stats.causal.estimators import ALL_ESTIMATORS, ARMS, ESTIMATORS, CausalSample, survival_on_grid
 from ml.stats.causal.resample import bootstrap_curves, stack
+from ml.stats.entropy import confounder_design
 from ml.stats.errors import CausalInputError
+from ml.stats.positivity import check_confounders
 from ml.stats.weighting import DEFAULT_CONFOUNDERS, IPTW, estimate_iptw, propensity_design
 
 METHODS = {
@@ -48,11 +51,13 @@ class AdjustedSurvival:
 
     `curves`: time, arm, estimator, survival, ci_low, ci_high on every observed time up to
     the last horizon (for plots); `at_times`: the same at the requested horizons;
-    `differences`: time, estimator, difference, ci_low, ci_high at the horizons;
+    `differences`: time, estimator, difference, se (bootstrap SD), ci_low, ci_high at the horizons;
     `rmst`: estimator, arm, rmst, se, ci_low, ci_high; `rmst_contrasts`: estimator, contrast,
     estimate, se, ci_low, ci_high, p; `rmst_by_tau`: time (= tau), estimator, difference,
-    ci_low, ci_high: the RMST difference at every tau up to `tau` (the RMST-over-tau curve).
-    CIs are NaN without bootstrap replicates.
+    se, ci_low, ci_high: the RMST difference at every tau up to `tau` (the RMST-over-tau curve).
+    CIs are NaN without bootstrap replicates. `confounders` are the propensity model's (those
+    it could use), `outcome_confounders` the Cox outcome model's as requested (the same unless
+    set apart).
     """
 
     curves: pd.DataFrame
@@ -66,15 +71,31 @@ class AdjustedSurvival:
     replicates: int
     failed: int
     iptw: IPTW
+    outcome_confounders: tuple[str, ...] = ()
 
 
 def causal_sample(df: pd.DataFrame, time: str, event: str, confounders: Sequence[str],
-                  group: str, treated: str, control: str) -> tuple[CausalSample, IPTW]:
-    """The cohort as arrays, with the fitted propensity model's design and 1 / P(own arm)."""
-    iptw = estimate_iptw(df, tuple(confounders), estimand="ate", stabilized=False, group=group,
+                  group: str, treated: str, control: str, *,
+                  propensity_confounders: Sequence[str] | None = None,
+                  outcome_confounders: Sequence[str] | None = None) -> tuple[CausalSample, IPTW]:
+    """The cohort as arrays, with the fitted propensity model's design and 1 / P(own arm).
+
+    The propensity model adjusts for `propensity_confounders` and the Cox outcome model for
+    `outcome_confounders`; each defaults to `confounders`. When they differ, the outcome design
+    is built the propensity design's way (`ml.stats.entropy.confounder_design`: imputed, scaled,
+    one-hot) and kept in `CausalSample.outcome_design`.
+    """
+    ps_cols = tuple(confounders if propensity_confounders is None else propensity_confounders)
+    out_cols = tuple(confounders if outcome_confounders is None else outcome_confounders)
+    iptw = estimate_iptw(df, ps_cols, estimand="ate", stabilized=False, group=group,
                          treated=treated, control=control)
+    outcome_design = None
+    if out_cols != ps_cols:
+        usable = check_confounders(df, out_cols, group, treated, control)
+        outcome_design = confounder_design(df, usable)[1].to_numpy()
     sample = CausalSample(time=df[time].to_numpy(dtype=float), event=df[event].to_numpy().astype(bool),
-                          treated=iptw.treated, design=propensity_design(iptw, df), ipw=iptw.weights)
+                          treated=iptw.treated, design=propensity_design(iptw, df), ipw=iptw.weights,
+                          outcome_design=outcome_design)
     return sample, iptw
 
 
@@ -111,9 +132,10 @@ def _curve_frame(grid, point, reps, estimators, labels, alpha) -> pd.DataFrame:
 
 
 def _difference_frame(times, point, reps, estimators, alpha) -> pd.DataFrame:
-    diff = point[:, 0] - point[:, 1]
-    low, high = _interval(reps[:, :, 0] - reps[:, :, 1], alpha)
-    rows = [pd.DataFrame({"time": times, "estimator": name, "difference": diff[i],
+    diff, rep_diff = point[:, 0] - point[:, 1], reps[:, :, 0] - reps[:, :, 1]
+    low, high = _interval(rep_diff, alpha)
+    se = np.std(rep_diff, axis=0, ddof=1) if len(reps) > 1 else np.full(diff.shape, np.nan)
+    rows = [pd.DataFrame({"time": times, "estimator": name, "difference": diff[i], "se": se[i],
                           "ci_low": low[i], "ci_high": high[i]}) for i, name in enumerate(estimators)]
     return pd.concat(rows, ignore_index=True)
 
@@ -148,17 +170,24 @@ def adjusted_survival(df: pd.DataFrame, times: Sequence[float], *, tau: float | 
                       estimators: Sequence[str] = ESTIMATORS, replicates: int = 200, seed: int = 2024,
                       alpha: float = 0.05, progress: Callable[[int, int], None] | None = None,
                       group: str = schema.TREATMENT, treated: str = schema.TREATED,
-                      control: str = schema.CONTROL) -> AdjustedSurvival:
+                      control: str = schema.CONTROL,
+                      propensity_confounders: Sequence[str] | None = None,
+                      outcome_confounders: Sequence[str] | None = None) -> AdjustedSurvival:
     """Adjusted S(t) per arm at `times`, differences and adjusted RMST at tau (see the module).
 
-    tau: None for survRM2's default rule (`ml.stats.causal.rmst.tau_bound`). Raises
+    tau: None for survRM2's default rule (`ml.stats.causal.rmst.tau_bound`).
+    propensity_confounders / outcome_confounders: the confounders of the propensity and of the
+    Cox outcome model when they should differ (each defaults to `confounders`; e.g. to show
+    double robustness with one model deliberately misspecified). Raises
     `CausalInputError` for an arm without events, a time or tau beyond an arm's follow-up,
     and the propensity checks of `estimate_iptw`.
     """
     time_col, event_col = schema.ENDPOINTS[endpoint]
     labels = (treated, control)
     times, estimators = _checked_settings(times, estimators)
-    sample, iptw = causal_sample(df, time_col, event_col, confounders, group, treated, control)
+    sample, iptw = causal_sample(df, time_col, event_col, confounders, group, treated, control,
+                                 propensity_confounders=propensity_confounders,
+                                 outcome_confounders=outcome_confounders)
     used_tau = rmst_mod.check_tau(tau, sample.time, sample.event, sample.treated, "tau", labels)
     rmst_mod.check_tau(float(times.max()), sample.time, sample.event, sample.treated, "times", labels)
     grid = _grid(sample, times, used_tau)
@@ -176,7 +205,8 @@ def adjusted_survival(df: pd.DataFrame, times: Sequence[float], *, tau: float | 
         rmst_by_tau=_difference_frame(grid[: k_tau + 1], area[..., : k_tau + 1],
                                       area_reps[..., : k_tau + 1], estimators, alpha),
         tau=used_tau,
-        confounders=iptw.confounders, replicates=len(reps), failed=failed, iptw=iptw)
+        confounders=iptw.confounders, replicates=len(reps), failed=failed, iptw=iptw,
+        outcome_confounders=tuple(confounders if outcome_confounders is None else outcome_confounders))
 
 
 __all__ = ["ARMS", "METHODS", "AdjustedSurvival", "adjusted_survival", "causal_sample"]

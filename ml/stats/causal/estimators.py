@@ -38,17 +38,27 @@ CELLS_PER_BLOCK = 2_000_000
 
 @dataclass(frozen=True)
 class CausalSample:
-    """One (re)sample: outcome, arm, confounder design matrix, and 1 / P(own arm | x)."""
+    """One (re)sample: outcome, arm, the propensity model's design matrix, 1 / P(own arm | x),
+    and the outcome model's design matrix (None: the propensity design, the usual case; a
+    different one lets the two nuisance models adjust for different confounders)."""
 
     time: np.ndarray
     event: np.ndarray
     treated: np.ndarray
     design: np.ndarray
     ipw: np.ndarray
+    outcome_design: np.ndarray | None = None
+
+    @property
+    def x_outcome(self) -> np.ndarray:
+        """The design matrix of the Cox outcome model."""
+        return self.design if self.outcome_design is None else self.outcome_design
 
     def take(self, idx: np.ndarray, ipw: np.ndarray) -> CausalSample:
         """The rows `idx` with new inverse propensities (re-fitted on those rows)."""
-        return CausalSample(self.time[idx], self.event[idx], self.treated[idx], self.design[idx], ipw)
+        outcome = None if self.outcome_design is None else self.outcome_design[idx]
+        return CausalSample(self.time[idx], self.event[idx], self.treated[idx], self.design[idx], ipw,
+                            outcome)
 
 
 def _step(knots: np.ndarray, values: np.ndarray, at: np.ndarray, start: float = 1.0) -> np.ndarray:
@@ -80,7 +90,7 @@ def _augmentation(sample: CausalSample, arm: bool, rows: np.ndarray, outcome: Ou
     u = censoring.knots[censoring.knots <= grid.max()]
     if len(u) == 0:
         return np.zeros((len(rows), len(grid)))
-    time, design = sample.time[rows], sample.design[rows]
+    time, design = sample.time[rows], sample.x_outcome[rows]
     censored_at = (time[:, None] == u[None, :]) & ~sample.event[rows, None]
     d_mart = censored_at - censoring.hazard[None, : len(u)]
     at_risk = u[None, :] <= time[:, None]
@@ -120,12 +130,12 @@ def survival_on_grid(sample: CausalSample, grid: np.ndarray, estimators=ESTIMATO
     grid = np.asarray(grid, dtype=float)
     out: dict[str, dict[bool, np.ndarray]] = {name: {} for name in estimators}
     needs_outcome = {"gformula", "aiptw"} & set(estimators)
-    outcome = fit_outcome(sample.time, sample.event, sample.treated, sample.design, ties) \
+    outcome = fit_outcome(sample.time, sample.event, sample.treated, sample.x_outcome, ties) \
         if needs_outcome else None
     censoring = fit_censoring(sample.time, sample.event)
     for arm in ARMS:
         w = np.where(sample.treated == arm, sample.ipw, 0.0)
-        s_ctf = outcome.survival(arm, sample.design, grid) if outcome is not None else None
+        s_ctf = outcome.survival(arm, sample.x_outcome, grid) if outcome is not None else None
         ipcw_risk = _ipcw_risk(sample, w, censoring, grid)
         for name in estimators:
             if name == "iptw":
