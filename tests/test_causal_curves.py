@@ -271,3 +271,16 @@ def test_differences_carry_the_bootstrap_se_of_the_difference():
     np.testing.assert_allclose(by_tau[rmst_se.index], rmst_se)  # same replicates, same SD
     assert adjusted_survival(_synthetic(), [6], tau=9.5, confounders=("age",),
                              replicates=0).differences["se"].isna().all()
+
+
+def test_ratio_se_without_a_log_when_a_replicate_is_not_positive():
+    """An AIPTW replicate can leave [0, 1]: the ratio's SE falls back to SD(ratio) / ratio."""
+    from ml.stats.causal.rmst import bootstrap_contrasts
+
+    one, zero = np.array([10.0, 12.0, 11.0, 9.0]), np.array([8.0, -1.0, 7.0, 6.0])
+    out = bootstrap_contrasts(11.0, 7.0, one, zero).set_index("contrast")
+    ratio = out.loc["ratio"]
+    assert ratio["se"] == pytest.approx(np.std(one / zero, ddof=1) / (11.0 / 7.0))
+    assert np.isfinite(ratio["p"])
+    positive = bootstrap_contrasts(11.0, 7.0, one, np.array([8.0, 9.0, 7.0, 6.0])).set_index("contrast")
+    assert positive.loc["ratio", "se"] == pytest.approx(np.std(np.log(one / [8.0, 9.0, 7.0, 6.0]), ddof=1))

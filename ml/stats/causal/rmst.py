@@ -172,6 +172,19 @@ def _wald_p(estimate: float, se: float) -> float:
     return float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else np.nan
 
 
+def _bootstrap_se(reps: np.ndarray, estimate: float, scale: str) -> float:
+    """Bootstrap SE on the contrast's scale. A ratio whose replicates are not all positive (an
+    AIPTW curve can leave [0, 1] in a resample with extreme weights) has no log: its SE on the
+    log scale is then the delta-method SD(ratio) / ratio."""
+    if len(reps) < 2:
+        return np.nan
+    if scale != "log":
+        return float(np.std(reps, ddof=1))
+    if np.all(reps > 0):
+        return float(np.std(np.log(reps), ddof=1))
+    return float(np.std(reps, ddof=1) / abs(estimate)) if estimate > 0 else np.nan
+
+
 def bootstrap_contrasts(rmst_one: float, rmst_zero: float, reps_one: np.ndarray, reps_zero: np.ndarray,
                         alpha: float = 0.05) -> pd.DataFrame:
     """Difference and ratio of two adjusted RMSTs with bootstrap percentile CIs and Wald p
@@ -182,7 +195,7 @@ def bootstrap_contrasts(rmst_one: float, rmst_zero: float, reps_one: np.ndarray,
             ("difference", rmst_one - rmst_zero, reps_one - reps_zero, "identity"),
             ("ratio", rmst_one / rmst_zero, reps_one / reps_zero, "log")):
         on_scale = np.log if scale == "log" else (lambda v: v)
-        se = float(np.std(on_scale(reps), ddof=1)) if len(reps) > 1 else np.nan
+        se = _bootstrap_se(reps, estimate, scale)
         lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2]) if len(reps) else (np.nan, np.nan)
         rows.append({"contrast": name, "estimate": estimate, "se": se, "ci_low": float(lo),
                      "ci_high": float(hi), "p": _wald_p(float(on_scale(estimate)), se)})
