@@ -1,0 +1,212 @@
+"""`rechallenge report`: the known answers of its new statistics (decision curves, nomogram), the
+HTML document (sections, figures, no external reference), the browser and PDF views, bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features import datasets, schema, twin
+from ml.cli import report as report_cli
+from ml.cli.runner import app
+from ml.evaluation.decision_curve import decision_curves, net_benefit
+from ml.reporting import nomogram as nomo
+from ml.reporting.report import BANNER, SECTIONS, render, tripod
+from ml.workflows import report_parts
+from ml.workflows.report import ReportSettings, build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+MINIMAL = ReportSettings(analysis_bootstrap=10, km_band_bootstrap=10, benchmark_models=("cox", "coxnet"),
+                         benchmark_folds=3, benchmark_repeats=1, validate_model="cox", validate_bootstrap=3,
+                         explain_models=("cox",), dca_models=("cox",), nomogram_model="cox")
+
+
+# ------------------------------------------------------------------ decision curves
+
+
+def _km_survival(time, event, at):
+    """Product-limit S(at) by hand (distinct event times up to `at`)."""
+    s = 1.0
+    for t in np.unique(time[event.astype(bool)]):
+        if t > at:
+            break
+        s *= 1 - np.sum((time == t) & event.astype(bool)) / np.sum(time >= t)
+    return s
+
+
+def _survival_sample(n=200, seed=3):
+    rng = np.random.default_rng(seed)
+    risk = rng.uniform(0.05, 0.9, n)
+    t_event = rng.exponential(12 / (0.2 + 2 * risk))
+    t_cens = rng.uniform(2, 30, n)
+    return risk, np.minimum(t_event, t_cens), (t_event <= t_cens).astype(int)
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.45])
+def test_net_benefit_equals_the_hand_formula_and_dcurves(threshold):
+    risk, time, event = _survival_sample()
+    horizon = 6.0
+    positive = risk >= threshold
+    p_event = 1 - _km_survival(time[positive], event[positive], horizon)
+    share = positive.mean()
+    hand = share * p_event - share * (1 - p_event) * threshold / (1 - threshold)  # TP/n - FP/n pt/(1-pt)
+    ours = net_benefit(risk, time, event, horizon, np.array([threshold]))[0]
+    assert ours == pytest.approx(hand, abs=1e-12)
+    dcurves = pytest.importorskip("dcurves")
+    frame = pd.DataFrame({"time": time, "event": event, "risk": risk})
+    theirs = dcurves.dca(data=frame, outcome="event", modelnames=["risk"], thresholds=[threshold],
+                         time=horizon, time_to_outcome_col="time")
+    by_model = theirs.set_index("model")["net_benefit"]
+    assert ours == pytest.approx(float(by_model["risk"]), abs=1e-9)
+    curves = decision_curves({"risk": risk}, time, event, horizon, np.array([threshold]))
+    treat_all = curves.loc[curves["model"] == "treat all", "net_benefit"].iloc[0]
+    assert treat_all == pytest.approx(float(by_model["all"]), abs=1e-9)
+    assert curves.loc[curves["model"] == "treat none", "net_benefit"].iloc[0] == 0
+
+
+# ------------------------------------------------------------------ nomogram
+
+
+def test_nomogram_points_reproduce_the_linear_predictor():
+    data = datasets.twin()
+    # "cox": the same code path as the served cox_ridge_cv, whose penalty search is slower to fit
+    nomogram, pipeline = report_parts.nomogram(data, "cox", seed=0)
+    complete = data.X.dropna().iloc[[0, 17, 42]]
+    for _, row in complete.iterrows():
+        total = nomo.total_points(nomogram, row.to_dict())
+        lp = nomo.linear_predictor(nomogram, total)
+        assert lp == pytest.approx(float(pipeline.predict(row.to_frame().T.astype(complete.dtypes))[0]),
+                                   abs=1e-8)
+    assert max(max(axis[3]) for axis in nomogram.axes) == pytest.approx(100)
+    # the S(12) scale: a tick's total points give back that survival through the model
+    labels, positions = nomogram.outcomes["S(12)"]
+    s_ref = pipeline.predict_survival_function(data.X.iloc[:1])[0]
+    lp_row = float(pipeline.predict(data.X.iloc[:1])[0])
+    lp_tick = nomo.linear_predictor(nomogram, positions[4])
+    assert float(s_ref(12.0)) ** np.exp(lp_tick - lp_row) == pytest.approx(float(labels[4]), abs=1e-8)
+
+
+def test_tripod_lists_every_item_once_with_an_answer():
+    items = [row["item"] for row in tripod.rows({})]
+    assert len(items) == len(set(items)) and {"1", "14", "27c"} <= set(items)
+    assert all(row["answer"] for row in tripod.rows({}))
+
+
+# ------------------------------------------------------------------ bad input (before any work)
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr("ml.workflows.report.build_report", lambda *a, **k: called.append(1))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["report", "--out", str(blocker / "report.html"), "--no-mlflow"])
+    assert result.exit_code == 2 and "--out" in result.output and not called
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "report.txt"), "--no-mlflow"])
+    assert result.exit_code == 2 and ".html" in result.output
+
+
+def test_pdf_without_chromium_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_cli, "find_chromium", lambda: None)
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r.html"), "--pdf", "--no-mlflow"])
+    assert result.exit_code == 2 and "Chromium" in result.output
+
+
+# ------------------------------------------------------------------ the document
+
+
+class _Doc(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.svgs, self.refs, self.classes, self.tables = set(), 0, [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs and tag == "section":
+            self.ids.add(attrs["id"])
+        self.svgs += tag == "svg"
+        self.tables += tag == "table"
+        self.classes.append(attrs.get("class") or "")
+        self.refs += [v for k, v in attrs.items() if k in ("src", "href", "xlink:href") and v]
+
+
+@pytest.fixture(scope="module")
+def report_html():
+    df = twin.generate().data
+    content = build_report(df, MINIMAL, source="twin", command="rechallenge report --test")
+    return content, render(content)
+
+
+@pytest.mark.slow
+def test_every_section_figure_and_table_present_and_nothing_external(report_html):
+    content, html = report_html
+    doc = _Doc()
+    doc.feed(html)
+    assert doc.ids == {key for key, _ in SECTIONS}
+    assert not content.unavailable
+    # 4 KM, Love, overlap, 2 forests, 2 PH, leaderboard, calibration, DCA, nomogram, SHAP
+    assert doc.svgs >= 14
+    assert doc.tables >= 10
+    assert all(ref.startswith("#") for ref in doc.refs), [r for r in doc.refs if not r.startswith("#")][:5]
+    assert "@import" not in html and "url(http" not in html and "<script" not in html
+    assert doc.classes.count("reading") == len(SECTIONS)
+    assert BANNER in html and "not computed by this version of analyze" in html
+
+
+@pytest.mark.slow
+def test_a_cohort_without_events_in_one_arm_gets_statements(tmp_path):
+    df = twin.generate().data
+    df.loc[df[schema.TREATMENT] == schema.TREATED, schema.ENDPOINTS["os"][1]] = 0
+    content = build_report(df, MINIMAL, source="twin", command="rechallenge report")
+    assert "no OS events in CIA" in content.unavailable["analysis"]
+    html = render(content)
+    assert html.count('class="statement"') >= 4 and content.leaderboard is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="no chromium/chromedriver")
+def test_in_chromium_nothing_overflows_at_1280_px(report_html, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_AVOID_STATS"] = "true"
+    page = tmp_path / "report.html"
+    page.write_text(report_html[1], encoding="utf-8")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(page.as_uri())
+        assert driver.save_screenshot(str(tmp_path / "first_screen.png"))
+        wide = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert wide[0] <= wide[1]
+        overflowing = driver.execute_script(
+            "return [...document.querySelectorAll('section *')].filter(e => "
+            "e.getBoundingClientRect().right > document.documentElement.clientWidth + 1 && "
+            "!e.closest('.block')).length")
+        assert overflowing == 0
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium")
+def test_pdf_has_a_page_per_section(report_html, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(report_html[1], encoding="utf-8")
+    report_cli.print_to_pdf(CHROMIUM, page, tmp_path / "report.pdf")
+    pdf = (tmp_path / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    assert pages >= len(SECTIONS)
