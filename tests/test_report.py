@@ -210,3 +210,41 @@ def test_pdf_has_a_page_per_section(report_html, tmp_path):
     assert pdf.startswith(b"%PDF")
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     assert pages >= len(SECTIONS)
+
+
+def _causal_endpoint(tau=20.0):
+    """A `causal` endpoint block shaped as analyze writes it (ml.workflows.causal._endpoint_dict)."""
+    at = {"6": {"survival": 0.7, "ci_low": 0.6, "ci_high": 0.8}, "12": {"survival": 0.5, "ci_low": 0.4,
+                                                                        "ci_high": 0.6}}
+    arm = {"rmst": 11.2, "se": 1.0, "ci_low": 9.2, "ci_high": 13.2}
+    stats = {"estimate": 2.5, "se": 1.1, "ci_low": 0.3, "ci_high": 4.7, "p": 0.02}
+    return {"estimand": "ATE", "tau": tau, "tau_chosen": "survRM2 rule",
+            "adjusted_survival": {"g-formula": {"CIA": at, "CI": at}},
+            "adjusted_differences": {"g-formula": {"6": {"difference": 0.1, "ci_low": 0.0, "ci_high": 0.2}}},
+            "difference": "CIA minus CI", "rmst": {"unadjusted": {"CIA": arm, "CI": arm}},
+            "rmst_contrasts": {"unadjusted": {"difference": stats, "ratio": stats}},
+            "rmst_by_tau": {"unadjusted": [
+                {"tau": t, "difference": 0.1 * t, "ci_low": 0.0, "ci_high": 0.2 * t}
+                for t in (6.0, 12.0, 18.0)]},
+            "evalues": {"rmst_ratio": {"evalue": 1.8, "evalue_ci": 1.1}}}
+
+
+def test_the_causal_block_of_analyze_is_shown_when_present():
+    from ml.reporting.report.causal import ABSENT, causal_blocks
+
+    assert ABSENT in causal_blocks(None)[0]
+    html = "".join(causal_blocks({"pfs": _causal_endpoint(), "os": _causal_endpoint(),
+                                  "methods": {"rmst": "area under the KM curve up to tau"}}))
+    assert "11.20 (9.20 to 13.20)" in html and "0.020" in html and "<svg" in html
+    assert "E-values" in html and "area under the KM curve" in html and "0.700 (0.600 to 0.800)" in html
+    assert "unexpected shape" in causal_blocks({"pfs": {"rmst": {"x": {"CIA": 1}}}})[0]
+
+
+def test_reverse_km_follow_up_matches_lifelines():
+    from lifelines import KaplanMeierFitter
+
+    from ml.stats.km_band import reverse_km_median
+
+    _, time, event = _survival_sample(n=150, seed=8)
+    theirs = KaplanMeierFitter().fit(time, 1 - event).median_survival_time_
+    assert reverse_km_median(time, event) == pytest.approx(theirs, abs=1e-12)

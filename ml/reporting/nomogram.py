@@ -39,14 +39,27 @@ def linear_predictor(nomogram, total: float) -> float:
 
 
 def _axis(ax, y: float, label: str, positions, tick_labels, colour: str = "black") -> None:
+    """One scale: a line, ticks, labels above (below when a tick is close to the previous label)."""
     positions = np.asarray(positions, float)
     if not len(positions):
         return
     ax.plot([positions.min(), positions.max()], [y, y], color=colour, linewidth=0.9)
-    for x, text in zip(positions, tick_labels, strict=True):
+    order = np.argsort(positions)
+    last_above = -np.inf
+    for i in order:
+        x, text = positions[i], tick_labels[i]
         ax.plot([x, x], [y, y + 0.12], color=colour, linewidth=0.8)
-        ax.text(x, y + 0.17, text, ha="center", va="bottom", fontsize=6.5, rotation=0)
+        above = x - last_above > 1.2 * max(len(text), 2)
+        ax.text(x, y + 0.17 if above else y - 0.08, text, ha="center", va="bottom" if above else "top",
+                fontsize=6.5)
+        last_above = x if above else last_above
     ax.text(-3, y, label, ha="right", va="center", fontsize=8)
+
+
+def _nice_step(top: float) -> float:
+    raw = top / 10
+    magnitude = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1
+    return float(min((m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw), default=raw))
 
 
 def nomogram_figure(nomogram, title: str):
@@ -57,11 +70,12 @@ def nomogram_figure(nomogram, title: str):
     for axis in nomogram.axes:
         y -= 1
         _axis(ax, y, axis[0], axis[3], axis[1])
-    totals = [p for axis in nomogram.axes for p in (max(axis[3]),)]
-    top = float(np.ceil(sum(totals) / 20) * 20)
+    total = sum(max(axis[3]) for axis in nomogram.axes)
+    step = _nice_step(total)
+    top = float(np.ceil(total / step) * step)
     y -= 1
     scale = 100 / top if top > 0 else 1.0  # total points drawn on the same width as "Points"
-    ticks = np.arange(0, top + 1, 20)
+    ticks = np.arange(0, top + step / 2, step)
     _axis(ax, y, "Total points", ticks * scale, [f"{t:g}" for t in ticks], "#555555")
     for name, (labels, positions) in nomogram.outcomes.items():
         y -= 1

@@ -64,7 +64,8 @@ def km_survminer(panel, time_unit: str = "months"):
         _draw_group(ax, curve, panel.censored.get(group, np.array([])), panel.medians.get(group, np.nan),
                     colours[group], group)
     ax.set_ylim(0, 1.03)
-    ax.set_xlim(0, float(max(c["time"].max() for c in panel.curves.values())) * 1.02)
+    end = float(max(c["time"].max() for c in panel.curves.values()))
+    ax.set_xlim(-0.05 * end, end * 1.03)  # room for the risk table's first column beside its labels
     ax.set_ylabel(panel.ylabel)
     ax.set_title(panel.title, fontsize=10, loc="left")
     ax.text(0.98, 0.97, panel.annotation, transform=ax.transAxes, ha="right", va="top", fontsize=8,

@@ -7,11 +7,10 @@ import html
 import math
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from ml.reporting import forest
 from ml.reporting import survival_plots as sp
 from ml.reporting.love_plot import love_figure
+from ml.reporting.report.causal import causal_blocks
 from ml.reporting.report.figures import svg
 from ml.reporting.report.tables import gt_html, p_text
 
@@ -111,28 +110,6 @@ def balance_section(c) -> Section:
     return Section("balance", _title("balance"), reading, blocks)
 
 
-def _causal_blocks(causal: dict | None) -> list[str]:
-    if not causal:
-        return [statement("Adjusted survival curves and restricted mean survival time (RMST): not computed "
-                          "by this version of analyze.")]
-    blocks = []
-    rmst = causal.get("rmst_contrasts") or causal.get("rmst")
-    if isinstance(rmst, list) and rmst:
-        blocks.append(gt_html(pd.DataFrame(rmst), "rmst", "Restricted mean survival time",
-                              subtitle=f"tau = {causal.get('tau')}", digits=2))
-    elif isinstance(rmst, dict) and rmst:
-        flat = pd.json_normalize(rmst, sep=" ").T.reset_index().set_axis(["quantity", "value"], axis=1)
-        blocks.append(gt_html(flat, "rmst", "Restricted mean survival time", digits=2))
-    adjusted = causal.get("adjusted_differences")
-    if isinstance(adjusted, list) and adjusted:
-        blocks.append(gt_html(pd.DataFrame(adjusted), "adjusted", "Adjusted survival differences", digits=3))
-    methods = causal.get("methods")
-    if isinstance(methods, dict):
-        blocks += [f"<p class='method'><b>{html.escape(k)}</b>: {html.escape(str(v))}</p>"
-                   for k, v in methods.items()]
-    return blocks or [statement("The causal block of analyze carries no RMST or adjusted-curve table.")]
-
-
 def survival_section(c) -> Section:
     if not c.km_panels:
         return Section("survival", _title("survival"), "Survival could not be estimated.",
@@ -151,7 +128,7 @@ def survival_section(c) -> Section:
     blocks = [figure(sp.km_survminer(p), p.title) for p in c.km_panels]
     if c.survival_table is not None:
         blocks.append(gt_html(c.survival_table, "medians", "Median survival (months) with 95% CI", digits=2))
-    blocks += _causal_blocks(c.causal)
+    blocks += causal_blocks(c.causal)
     return Section("survival", _title("survival"), reading, blocks)
 
 
