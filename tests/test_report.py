@@ -248,3 +248,23 @@ def test_reverse_km_follow_up_matches_lifelines():
     _, time, event = _survival_sample(n=150, seed=8)
     theirs = KaplanMeierFitter().fit(time, 1 - event).median_survival_time_
     assert reverse_km_median(time, event) == pytest.approx(theirs, abs=1e-12)
+
+
+def test_weighted_km_band_surrounds_the_weighted_curve():
+    from ml.stats import km
+    from ml.stats.km_band import step_at, weighted_km_band
+    from ml.stats.weighting import estimate_iptw
+
+    df = twin.generate().data
+    iptw = estimate_iptw(df)
+    tcol, ecol = schema.ENDPOINTS["pfs"]
+    time, event = df[tcol].to_numpy(float), df[ecol].to_numpy().astype(bool)
+    grid = np.array([3.0, 6.0, 9.0, 12.0])
+    band = weighted_km_band(df, iptw, time, event, grid, replicates=60, seed=1)
+    for flag in (True, False):
+        m = iptw.treated == flag
+        times, surv = km.weighted_km(time[m], event[m], iptw.weights[m])
+        estimate = step_at(times, surv, grid)
+        low, high = band[flag]
+        assert np.all(low <= estimate + 1e-12) and np.all(estimate <= high + 1e-12)
+        assert np.all(high - low > 0.02)  # a real interval, not the point estimate repeated
