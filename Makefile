@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/rechallenge benchmark --out $(OUT)/benchmark
 	$(BIN)/rechallenge explain --out $(OUT)/explain
 	$(BIN)/rechallenge score --patient examples/patient.json --out $(OUT)/score/patient.json
-	$(BIN)/rechallenge report --out $(OUT)/report.html
+	$(BIN)/rechallenge report --reuse $(OUT) --out $(OUT)/report.html
 	@echo "report: $(abspath $(OUT))/report.html"
 
 test: $(STAMP)

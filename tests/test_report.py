@@ -268,3 +268,16 @@ def test_weighted_km_band_surrounds_the_weighted_curve():
         low, high = band[flag]
         assert np.all(low <= estimate + 1e-12) and np.all(estimate <= high + 1e-12)
         assert np.all(high - low > 0.02)  # a real interval, not the point estimate repeated
+
+
+def test_reuse_of_outputs_from_another_cohort_is_refused(tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr("ml.workflows.report.build_report", lambda *a, **k: called.append(1))
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "benchmark" / "benchmark.json").write_text('{"n": 686, "dataset": "gbsg2"}')
+    (tmp_path / "benchmark" / "leaderboard.csv").write_text("model,harrell_c\ncox,0.68\n")
+    args = ["report", "--out", str(tmp_path / "r.html"), "--no-mlflow", "--reuse"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path)])
+    assert result.exit_code == 2 and "686" in result.output and "--reuse" in result.output and not called
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "benchmark")])
+    assert result.exit_code == 2 and "no benchmark/benchmark.json" in result.output

@@ -58,6 +58,9 @@ def report(
     validate_bootstrap: int = typer.Option(50, "--validate-bootstrap", min=1,
                                            help="Bootstrap resamples of the internal validation."),
     repeats: int = typer.Option(2, "--repeats", min=1, help="Repeats of the benchmark's 5-fold CV."),
+    reuse: Path = typer.Option(None, "--reuse", help="Folder of earlier outputs on the same cohort: "
+                               "benchmark/benchmark.json + leaderboard.csv and validate/validation.json "
+                               "are used instead of running them again (e.g. out/demo)."),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report to MLflow (experiment "
                                 "'report')."),
 ) -> None:
@@ -82,23 +85,52 @@ def report(
     with input_errors(foreign=(yaml.YAMLError,), prefix=str(experiment or "")):
         config = analysis.load_config(experiment)
     df = twin.generate().data if data is None else load_cohort(data, mapping)
+    reused = _reused(reuse, len(df)) if reuse is not None else {}
     settings = ReportSettings(analysis_bootstrap=analysis_bootstrap, km_band_bootstrap=analysis_bootstrap,
                               validate_bootstrap=validate_bootstrap, benchmark_repeats=repeats)
     command = shlex.join(["rechallenge", *sys.argv[1:]])
     source = "twin" if data is None else data.name
     with working("running analyze, benchmark, validate and explain"):
         content = build_report(df, settings, config=config, source=source, is_twin=data is None,
-                               command=command, progress=lambda part: err_console.print(f"report: {part}"))
+                               command=command, progress=lambda part: err_console.print(f"report: {part}"),
+                               reused=reused)
     if mlflow:
         _render_logged(content, out, source, settings.seed)
     else:
         write_outputs("--out", {out: text_writer(render(content))})
     plt.close("all")
-    console.print(f"[green]wrote[/] {out}", soft_wrap=True)
+    took = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in content.timings.items())
+    console.print(f"[green]wrote[/] {out} ({took})", soft_wrap=True)
     if chromium is not None:
         pdf_path = out.with_suffix(".pdf")
         print_to_pdf(chromium, out, pdf_path)
         console.print(f"[green]wrote[/] {pdf_path}", soft_wrap=True)
+
+
+def _reused(folder: Path, n: int) -> dict:
+    """The outputs found under --reuse (benchmark/, validate/), refused when made on another cohort."""
+    import json
+
+    import pandas as pd
+
+    from ml.workflows.report import reuse_problems
+
+    if not folder.is_dir():
+        fail(f"--reuse {folder}: not a directory")
+    found: dict = {}
+    bench, board = folder / "benchmark" / "benchmark.json", folder / "benchmark" / "leaderboard.csv"
+    with input_errors(prefix=f"--reuse {folder}", foreign=(json.JSONDecodeError,)):
+        if bench.exists() and board.exists():
+            found["benchmark"] = (json.loads(bench.read_text("utf-8")), pd.read_csv(board))
+        validation = folder / "validate" / "validation.json"
+        if validation.exists():
+            found["validation"] = json.loads(validation.read_text("utf-8"))
+    if not found:
+        fail(f"--reuse {folder}: no benchmark/benchmark.json + leaderboard.csv nor validate/validation.json")
+    problems = reuse_problems(found, n)
+    if problems:
+        fail(f"--reuse {folder}: " + "; ".join(problems))
+    return found
 
 
 def _render_logged(content, out: Path, source: str, seed: int) -> None:

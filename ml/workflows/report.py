@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -123,6 +124,38 @@ def _validation_part(content: ReportContent, data: datasets.SurvivalData, settin
     content.warnings += [f"validate: {n}" for n in run.notes]
 
 
+def _benchmark_reused(content: ReportContent, reused: tuple[dict, pd.DataFrame]) -> None:
+    doc, board = reused
+    content.leaderboard = board
+    content.horizons = {str(k): float(v) for k, v in doc.get("horizons", {}).items()} or content.horizons
+    resampling = doc.get("resampling", {})
+    folds = f"{resampling.get('repeats')} x {resampling.get('folds')}-fold"
+    content.methods["benchmark"] = {"resampling": f"{folds} cross-validation stratified by the event "
+                                    "(reused from benchmark.json)",
+                                    "ci": doc.get("ci_method", bench.CI_METHOD)}
+
+
+def _validation_reused(content: ReportContent, doc: dict) -> None:
+    rows = [{"metric": k, **v} for k, v in doc["metrics"].items() if k != "epv"]
+    content.internal = pd.DataFrame(rows).assign(model=doc["model"])
+    content.calibration = (pd.DataFrame(doc.get("calibration", [])),
+                           pd.DataFrame(doc.get("calibration_smooth", [])).astype(
+                               {"predicted": float, "observed": float}, errors="ignore"))
+    content.methods["validate"] = dict(doc.get("methods", val.METHODS)) | {
+        "source": f"reused from validation.json (B = {doc.get('bootstrap')}, seed {doc.get('seed')})"}
+
+
+def reuse_problems(reused: dict[str, Any], n: int) -> list[str]:
+    """Reused outputs made on another cohort (their n differs from this one's) are refused."""
+    problems = []
+    for name, item in reused.items():
+        doc = item[0] if isinstance(item, tuple) else item
+        if doc.get("n") != n:
+            where = doc.get("dataset") or doc.get("data")
+            problems.append(f"{name}: made on {doc.get('n')} patients ({where}), not this cohort's {n}")
+    return problems
+
+
 def _dca_part(content: ReportContent, data: datasets.SurvivalData, settings: ReportSettings) -> None:
     content.dca = report_parts.dca_frame(data, list(settings.dca_models), threshold_grid(0.05, 0.95, 0.01),
                                          settings.seed)
@@ -166,21 +199,28 @@ def versions() -> dict[str, str]:
 
 def build_report(df: pd.DataFrame, settings: ReportSettings | None = None, *,
                  config: analysis.AnalysisConfig | None = None, source: str = "twin",
-                 is_twin: bool = True, command: str = "", progress: Progress | None = None) -> ReportContent:
-    """Run every part on the validated cohort `df` and return the report's content."""
+                 is_twin: bool = True, command: str = "", progress: Progress | None = None,
+                 reused: dict[str, Any] | None = None) -> ReportContent:
+    """Run every part on the validated cohort `df` and return the report's content. `reused`:
+    outputs of earlier runs on the same cohort used instead of running again ("benchmark":
+    (benchmark.json, leaderboard.csv frame), "validation": validation.json)."""
+    reused = reused or {}
     settings = settings or ReportSettings()
     config = config or analysis.load_config(None)
     if settings.analysis_bootstrap is not None:
         config = config.model_copy(update={"bootstrap": settings.analysis_bootstrap})
     content = ReportContent(study=report_parts.study(df, source, is_twin), command=command,
                             settings=asdict(settings) | {"analysis_bootstrap": config.bootstrap})
+    content.settings["reused"] = ", ".join(reused) or "nothing (every part run here)"
     content.seeds = {"analysis bootstrap": config.seed, "models, folds, validation, DCA": settings.seed,
                      "nomogram fit": 0}
     data = datasets.from_cohort(df, name=source, source=source)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("analysis", lambda: _analysis_part(content, df, config, settings)),
-        ("benchmark", lambda: _benchmark_part(content, data, settings)),
-        ("validation", lambda: _validation_part(content, data, settings)),
+        ("benchmark", lambda: _benchmark_reused(content, reused["benchmark"]) if "benchmark" in reused
+         else _benchmark_part(content, data, settings)),
+        ("validation", lambda: _validation_reused(content, reused["validation"]) if "validation" in reused
+         else _validation_part(content, data, settings)),
         ("decision curves", lambda: _dca_part(content, data, settings)),
         ("nomogram", lambda: _nomogram_part(content, data, settings)),
         ("explanations", lambda: _explain_part(content, data, settings, is_twin)),
