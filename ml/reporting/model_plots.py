@@ -61,7 +61,7 @@ def shap_levels_figure(frame: pd.DataFrame, title: str, hazard_ratio: bool, top:
     ax.set_xlabel("SHAP value (log-hazard scale: + raises the risk)")
     ax.set_title(title, fontsize=9, loc="left")
     if hazard_ratio:
-        top_axis = ax.secondary_xaxis("top", functions=(np.exp, np.log))
+        top_axis = ax.secondary_xaxis("top", functions=(np.exp, lambda v: np.log(np.clip(v, 1e-300, None))))
         top_axis.set_xlabel("hazard ratio factor exp(SHAP)", fontsize=8)
     fig.tight_layout()
     return fig

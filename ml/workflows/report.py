@@ -233,6 +233,7 @@ def build_report(df: pd.DataFrame, settings: ReportSettings | None = None, *,
         content.timings[name] = time.perf_counter() - started
     content.model_labels = {name: f"{entry.description.split(' (')[0].split(',')[0]} [{name}]"
                             for name, entry in models.REGISTRY.items()}
+    content.model_labels[bench.ORACLE] = f"the twin's true linear predictor [{bench.ORACLE}]"
     content.versions = versions()
     return content
 
