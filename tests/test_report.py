@@ -281,3 +281,22 @@ def test_reuse_of_outputs_from_another_cohort_is_refused(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "686" in result.output and "--reuse" in result.output and not called
     result = CliRunner().invoke(app, [*args, str(tmp_path / "benchmark")])
     assert result.exit_code == 2 and "no benchmark/benchmark.json" in result.output
+
+
+@pytest.mark.slow
+def test_the_command_writes_the_report_and_logs_it_to_mlflow(mlflow_store, monkeypatch):
+    import dataclasses
+
+    import mlflow
+
+    monkeypatch.setattr("ml.workflows.report.ReportSettings",
+                        lambda **given: dataclasses.replace(MINIMAL, **given))
+    out = mlflow_store / "out" / "report.html"
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--analysis-bootstrap", "5",
+                                      "--validate-bootstrap", "2", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    run = mlflow.search_runs(experiment_names=["report"], output_format="list")[0]
+    text = out.read_text(encoding="utf-8")
+    assert run.info.run_id in text and "git commit" in text
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert "report.html" in artifacts

@@ -94,6 +94,9 @@ def report(
         content = build_report(df, settings, config=config, source=source, is_twin=data is None,
                                command=command, progress=lambda part: err_console.print(f"report: {part}"),
                                reused=reused)
+    from ml.tracking.runs import git_commit  # light: no mlflow import
+
+    content.versions["git commit of this checkout"] = git_commit()
     if mlflow:
         _render_logged(content, out, source, settings.seed)
     else:
