@@ -54,15 +54,17 @@ def table_one(result: AnalysisResult) -> pd.DataFrame:
 
 
 def love_frame(result: AnalysisResult) -> pd.DataFrame:
-    """love_plot input with one row per binary covariate (its non-reference level; the reference
-    row is the same difference with the sign flipped), as cobalt shows binaries."""
+    """love_plot input (sample, term, confounder = its covariate, weighted_on, smd) with one row per
+    binary covariate (its non-reference level; the reference row is the same difference with the
+    sign flipped), as cobalt shows binaries."""
     smd = result.smd
     levels = smd.groupby("covariate")["term"].transform("size")
     first = ~smd.duplicated("covariate")
     keep = smd[~((levels == 2) & first)]
+    keep = keep.assign(weighted_on=keep["confounder"], confounder=keep["covariate"])
     long = [keep.assign(sample=name, smd=keep[col]) for name, col in (("unweighted", "before"),
                                                                        ("IPTW", "after"))]
-    return pd.concat(long, ignore_index=True)[["sample", "term", "confounder", "smd"]]
+    return pd.concat(long, ignore_index=True)[["sample", "term", "confounder", "weighted_on", "smd"]]
 
 
 def _p(p: float) -> str:

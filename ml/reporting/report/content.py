@@ -65,7 +65,7 @@ class ReportContent:
     command: str
     settings: dict[str, Any]
     table_one: pd.DataFrame | None = None          # variable, level, <groups> before, after, smd, missing
-    balance: pd.DataFrame | None = None            # sample, term, confounder, smd (love_plot input)
+    balance: pd.DataFrame | None = None            # sample, term, confounder, weighted_on, smd
     balance_threshold: float = 0.1
     ess: dict[str, float] = field(default_factory=dict)
     propensity: tuple[np.ndarray, ...] | None = None   # (propensity, treated flag, IPTW weights)

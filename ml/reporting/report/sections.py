@@ -7,9 +7,11 @@ import html
 import math
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
+
 from ml.reporting import forest
 from ml.reporting import survival_plots as sp
-from ml.reporting.love_plot import love_figure
+from ml.reporting.love_plot import love_plot
 from ml.reporting.report.causal import causal_blocks
 from ml.reporting.report.figures import svg
 from ml.reporting.report.tables import gt_html, p_text
@@ -98,9 +100,11 @@ def balance_section(c) -> Section:
                f"The overlap plot shows how far the propensity scores of the two groups overlap: "
                f"weights are only trustworthy where both groups are present. Effective sample sizes "
                f"(Kish): {ess}.")
-    confounders = sorted({t.split("=")[0] for t in b.loc[b["confounder"], "term"]})
-    love = love_figure(b, stats=("smd",), confounders=confounders,
-                       thresholds={"smd": c.balance_threshold})
+    confounders = sorted(set(b.loc[b["weighted_on"], "confounder"]))
+    love, ax = plt.subplots(figsize=(7.5, 1.2 + 0.26 * b["term"].nunique()))
+    love_plot(ax, b, "smd", c.balance_threshold, confounders=confounders,
+              title="Covariate balance: absolute SMD (* bold: the confounders the weights were built on)")
+    love.tight_layout()
     blocks = [figure(love, "Love plot: absolute SMD per term, unweighted vs IPTW (* confounders)")]
     if c.propensity is not None:
         e, treated, w = c.propensity
