@@ -58,7 +58,8 @@ def shap_levels_figure(frame: pd.DataFrame, title: str, hazard_ratio: bool, top:
             ax.scatter(shap, y, s=9, c=numeric, cmap="coolwarm", alpha=0.8)
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=7.5)
     ax.axvline(0, color="0.5", lw=0.8)
-    ax.set_xlabel("SHAP value (log-hazard scale: + raises the risk)")
+    ax.set_xlabel("SHAP value (log-hazard scale: + raises the risk); numeric features coloured "
+                  "by value, blue low to red high")
     ax.set_title(title, fontsize=9, loc="left")
     if hazard_ratio:
         top_axis = ax.secondary_xaxis("top", functions=(np.exp, lambda v: np.log(np.clip(v, 1e-300, None))))

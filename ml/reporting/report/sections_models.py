@@ -20,7 +20,9 @@ def leaderboard_table(board: pd.DataFrame, labels: dict[str, str]) -> pd.DataFra
     for r in board.to_dict("records"):
         row = {"model": labels.get(r["model"], r["model"])}
         for metric, name in LEADERBOARD:
-            if metric in r:
+            if metric == "delta_c_vs_cox" and r["model"] == "cox":
+                row[name] = "reference"
+            elif metric in r:
                 row[name] = ci_text(r[metric], r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high"))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -52,8 +54,8 @@ def _validation_blocks(c) -> list[str]:
 def _dca_blocks(c) -> list[str]:
     if c.dca is None:
         return [statement(f"Decision curves: {c.unavailable.get('decision curves', 'not run')}")]
-    return [figure(dca.dca_figure(c.dca), "Decision curves: net benefit vs threshold probability "
-                                          "(models, treat all, treat none)")]
+    caption = "Decision curves: net benefit vs threshold probability (models, treat all, treat none)"
+    return [figure(dca.dca_figure(c.dca, c.model_labels), caption)]
 
 
 def _nomogram_blocks(c) -> list[str]:
