@@ -300,3 +300,21 @@ def test_the_command_writes_the_report_and_logs_it_to_mlflow(mlflow_store, monke
     assert run.info.run_id in text and "git commit" in text
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
     assert "report.html" in artifacts
+
+
+def test_a_report_of_nothing_computed_still_has_every_section_with_a_statement():
+    from ml.reporting.report import ReportContent, Study
+
+    study = Study(title="t", source="tiny", is_twin=False, n=5, groups=("CIA", "CI"),
+                  group_sizes={"CIA": 5, "CI": 0}, events={"PFS": 0}, follow_up={"PFS": float("nan")},
+                  missing=pd.DataFrame({"variable": ["age"], "missing": [0], "percent": [0.0]}))
+    content = ReportContent(study=study, command="rechallenge report", settings={},
+                            unavailable={"analysis": "not computed on this cohort: no PFS events"},
+                            forest={"pfs": (pd.DataFrame(), pd.DataFrame())})  # a broken part
+    html = render(content)
+    doc = _Doc()
+    doc.feed(html)
+    assert doc.ids == {key for key, _ in SECTIONS}
+    assert "no PFS events" in html and "could not be made from this cohort" in html
+    assert BANNER not in html  # not the twin
+    assert all(ref.startswith("#") for ref in doc.refs)

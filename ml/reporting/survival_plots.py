@@ -36,7 +36,7 @@ def _draw_group(ax, curve: pd.DataFrame, censored: np.ndarray, median: float, co
                         alpha=0.15, linewidth=0)
     if len(censored):
         ax.plot(censored, _curve_value(curve, np.asarray(censored, float)), linestyle="none",
-                marker="|", markersize=7, color=colour)
+                marker="+", markersize=7, markeredgewidth=1.2, color=colour)
     if np.isfinite(median):
         ax.plot([0, median, median], [0.5, 0.5, 0], color=colour, linestyle="--", linewidth=0.8)
 
@@ -70,7 +70,7 @@ def km_survminer(panel, time_unit: str = "months"):
     ax.set_title(panel.title, fontsize=10, loc="left")
     ax.text(0.98, 0.97, panel.annotation, transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox={"facecolor": "white", "edgecolor": "#cccccc", "boxstyle": "round,pad=0.3"})
-    ax.plot([], [], marker="|", linestyle="none", color="#555555", label="censored")
+    ax.plot([], [], marker="+", linestyle="none", color="#555555", label="censored")
     ax.plot([], [], linestyle="--", color="#555555", linewidth=0.8, label="median")
     ax.legend(loc="lower left", fontsize=8, frameon=False)
     ax.text(0.0, -0.02, panel.band, transform=ax.transAxes, fontsize=7, color="#555555", va="top")

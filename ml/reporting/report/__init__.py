@@ -6,6 +6,7 @@ tables from great_tables, CSS inline, system fonts only, no script and no extern
 
 from __future__ import annotations
 
+import html
 from importlib import resources
 
 import jinja2
@@ -32,8 +33,18 @@ BUILDERS = (data_section, table_one_section, balance_section, survival_section, 
             explain_section, tripod_section, methods_section)
 
 
+def _section(build, content: ReportContent, key: str, title: str) -> Section:
+    """One section; a part that cannot be drawn from this cohort's results becomes a statement."""
+    try:
+        return build(content)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return Section(key, title, "This section could not be made from this cohort's results.",
+                       [f'<p class="statement">{html.escape(f"{type(exc).__name__}: {exc}")}</p>'])
+
+
 def sections(content: ReportContent) -> list[Section]:
-    return [build(content) for build in BUILDERS]
+    return [_section(build, content, key, title)
+            for build, (key, title) in zip(BUILDERS, SECTIONS, strict=True)]
 
 
 def render(content: ReportContent) -> str:

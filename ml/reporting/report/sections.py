@@ -120,8 +120,9 @@ def survival_section(c) -> Section:
                        [statement(c.unavailable.get("analysis", "analysis not run"))])
     treated, control = c.study.groups
     pfs = c.iptw_cox.get("pfs", {})
-    reading = ("Kaplan-Meier curves estimate the share of patients alive without progression over time, "
-               "by group. Crosses mark censored patients (followed without an event), dashed lines the "
+    reading = ("Kaplan-Meier curves estimate the share of patients still free of the event over time "
+               "(PFS: progression or death; OS: death), by group. Crosses mark censored patients "
+               "(followed without an event), dashed lines the "
                "medians. The weighted curves describe a pseudo-population in which the groups have the same "
                "confounder mix; their band comes from the bootstrap, and the table under each plot counts "
                "the real patients still followed. ")
