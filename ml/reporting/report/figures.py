@@ -19,6 +19,7 @@ def svg(fig, alt: str) -> str:
     plt.close(fig)
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)  # RDF namespaces: no use
     size = re.search(r'<svg ([^>]*?)width="([0-9.]+)pt" height="[^"]*"', text)
     width = f"{float(size.group(2)) * 4 / 3:.0f}px" if size else "100%"  # natural size: never enlarged
     text = re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"', r'<svg \1', text, count=1)
