@@ -127,9 +127,12 @@ class _Doc(HTMLParser):
     def __init__(self):
         super().__init__()
         self.ids, self.svgs, self.refs, self.classes, self.tables = set(), 0, [], [], 0
+        self.all_ids: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if "id" in attrs and tag in ("div", "section"):  # the document's own ids (not the SVGs' inner ones)
+            self.all_ids.append(attrs["id"])
         if "id" in attrs and tag == "section":
             self.ids.add(attrs["id"])
         self.svgs += tag == "svg"
@@ -151,6 +154,7 @@ def test_every_section_figure_and_table_present_and_nothing_external(report_html
     doc = _Doc()
     doc.feed(html)
     assert doc.ids == {key for key, _ in SECTIONS}
+    assert len(doc.all_ids) == len(set(doc.all_ids))  # a table's id never shadows a section's
     assert not content.unavailable
     # 4 KM, Love, overlap, 2 forests, 2 PH, leaderboard, calibration, DCA, nomogram, SHAP
     assert doc.svgs >= 14

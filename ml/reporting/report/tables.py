@@ -24,7 +24,7 @@ def gt_html(frame: pd.DataFrame, table_id: str, title: str = "", subtitle: str =
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]) or shown[column].dtype == object:
             shown[column] = [_cell(v, digits) for v in shown[column]]
-    table = GT(shown.reset_index(drop=True), id=table_id)
+    table = GT(shown.reset_index(drop=True), id=f"tbl-{table_id}")  # never a section's id
     if title:
         table = table.tab_header(title=title, subtitle=subtitle or None)
     for label, columns in (spanners or {}).items():
