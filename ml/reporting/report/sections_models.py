@@ -121,7 +121,7 @@ def _kv_table(mapping: dict, table_id: str, title: str, key: str = "item", value
 
 def methods_section(c) -> Section:
     reading = ("Every estimate above names its estimator here, with the package versions, the seeds and the "
-               "command that reproduces this report byte for byte.")
+               "command that reproduces the report's numbers (the same seeds give the same estimates).")
     blocks = [f'<pre class="command">{html.escape(c.command)}</pre>']
     for workflow, texts in c.methods.items():
         blocks.append(_kv_table(texts, f"methods-{workflow.replace(' ', '-')}", f"Methods: {workflow}",
