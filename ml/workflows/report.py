@@ -98,7 +98,8 @@ def _analysis_part(content: ReportContent, df: pd.DataFrame, config: analysis.An
     content.ph_table = report_parts.ph_table(result)
     content.ph_figures = {f"{ep.upper()}: cox.zph": analysis_report.schoenfeld_figure(result, df, ep)
                           for ep in ("pfs", "os")}
-    content.methods["analyze"] = dict(result.methods) | {"km_band_weighted": km_band.__doc__.split("\n\n")[0]}
+    content.methods["analyze"] = dict(result.methods) | {
+        "km_band_weighted": " ".join(km_band.__doc__.split("\n\n")[1].split())}
     content.warnings += result.warnings
 
 
@@ -211,6 +212,9 @@ def build_report(df: pd.DataFrame, settings: ReportSettings | None = None, *,
         config = config.model_copy(update={"bootstrap": settings.analysis_bootstrap})
     content = ReportContent(study=report_parts.study(df, source, is_twin), command=command,
                             settings=asdict(settings) | {"analysis_bootstrap": config.bootstrap})
+    content.methods["data"] = {
+        "follow_up": "median follow-up by the reverse Kaplan-Meier (censoring as the event, events as "
+                     "censored; Schemper & Smith 1996), with the KM medians' rule (first time S(t) < 0.5)"}
     content.settings["reused"] = ", ".join(reused) or "nothing (every part run here)"
     content.seeds = {"analysis bootstrap": config.seed, "models, folds, validation, DCA": settings.seed,
                      "nomogram fit": 0}
