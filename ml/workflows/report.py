@@ -214,7 +214,7 @@ def build_report(df: pd.DataFrame, settings: ReportSettings | None = None, *,
                             settings=asdict(settings) | {"analysis_bootstrap": config.bootstrap})
     content.methods["data"] = {
         "follow_up": "median follow-up by the reverse Kaplan-Meier (censoring as the event, events as "
-                     "censored; Schemper & Smith 1996), with the KM medians' rule (first time S(t) < 0.5)"}
+                     "censored; Schemper & Smith 1996), with the KM medians' rule (R quantile.survfit)"}
     content.settings["reused"] = ", ".join(reused) or "nothing (every part run here)"
     content.seeds = {"analysis bootstrap": config.seed, "models, folds, validation, DCA": settings.seed,
                      "nomogram fit": 0}
