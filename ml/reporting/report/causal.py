@@ -69,8 +69,12 @@ def rmst_by_tau_figure(block: dict, title: str):
     return fig
 
 
+EVALUE_COLUMNS = ("measure", "estimate", "ci_low", "ci_high", "evalue", "evalue_ci", "estimator")
+
+
 def _evalues(block: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"quantity": k, **{kk: vv for kk, vv in v.items() if not isinstance(vv, dict)}}
+    """One row per E-value: the effect, its CI, the E-values of the estimate and of the CI bound."""
+    return pd.DataFrame([{"quantity": k, **{c: v[c] for c in EVALUE_COLUMNS if c in v}}
                          for k, v in block.get("evalues", {}).items()])
 
 
