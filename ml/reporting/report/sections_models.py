@@ -108,7 +108,8 @@ def tripod_section(c) -> Section:
     rows = pd.DataFrame(tripod.rows(anchors)).drop(columns="link")
     answered = int(rows["answer"].str.startswith("answered").sum())
     reading = (f"TRIPOD+AI lists what a prediction-model report should contain. This report answers "
-               f"{answered} of its {len(rows)} items and sub-items; the others need information that is not in the data "
+               f"{answered} of its {len(rows)} items and sub-items; the others need information that is not "
+               "in the data "
                "(to be supplied by the author) or do not apply, with the reason given.")
     return Section("tripod", _title("tripod"), reading,
                    [gt_html(rows, "tripod", "TRIPOD+AI checklist (topics paraphrased)")])
