@@ -80,7 +80,12 @@ def table_one_section(c) -> Section:
                "usually read as balanced. Continuous variables: median [IQR]; categories: n (%).")
     spanners = {"before weighting (patients)": [f"{treated} before", f"{control} before", "SMD before"],
                 "after weighting (pseudo-population)": [f"{treated} after", f"{control} after", "SMD after"]}
+    t = t.assign(level=[lv or ("patients" if var == "n" else "median [IQR]")
+                        for var, lv in zip(t["variable"], t["level"].fillna(""), strict=True)])
     table = gt_html(t, "table1", "Table 1. Baseline characteristics", digits=2, spanners=spanners,
+                    groups="variable", stub="level",
+                    labels={f"{g} {when}": g for g in (treated, control) for when in ("before", "after")}
+                    | {"SMD before": "SMD", "SMD after": "SMD"},
                     note="SMD: treated minus control over the pooled SD of the unweighted groups (cobalt "
                          "convention); weighted counts are sums of weights, not patients.")
     return Section("table1", _title("table1"), reading, [table])
