@@ -34,6 +34,8 @@ demo: $(STAMP)
 	$(BIN)/rechallenge benchmark --out $(OUT)/benchmark
 	$(BIN)/rechallenge explain --out $(OUT)/explain
 	$(BIN)/rechallenge score --patient examples/patient.json --out $(OUT)/score/patient.json
+	$(BIN)/rechallenge report --reuse $(OUT) --out $(OUT)/report.html
+	@echo "report: $(abspath $(OUT))/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow and not install and not postgres" -q

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ml.cli import analyze, benchmark, cohort, explain, score, tune, validate  # noqa: F401  (registers commands)
+from ml.cli import analyze, benchmark, cohort, explain, report, score, tune, validate  # noqa: F401  (registers commands)
 from ml.cli.runner import app, err_console
 
 

@@ -56,6 +56,8 @@ EXPERIMENT_DESCRIPTIONS = {
     "validate": "rechallenge validate: bootstrap internal validation of one model family, one run "
                 "<dataset>/<model>. Metrics under the plain names are optimism-corrected; apparent.* "
                 "the apparent (all rows) figures, optimism.* their bootstrap optimism; epv.",
+    "report": "rechallenge report: the self-contained HTML report of one cohort (analysis, benchmark, "
+              "validation, decision curves, nomogram, SHAP, TRIPOD+AI) as the run's artifact.",
 }
 """What each experiment holds, shown as its description in the MLflow UI."""
 
