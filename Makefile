@@ -15,16 +15,19 @@ UV_VERSION := 0.13.9
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-all test-install test-postgres lint lock bench clean-venv
+.PHONY: demo test test-slow test-all test-install test-postgres lint lock bench clean-venv
 
 $(BIN)/uv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-# sync, not install: packages dropped from the lock are removed from the venv too
+# sync, not install: packages dropped from the lock are removed from the venv too. Bytecode is
+# compiled at install: where PYTHONDONTWRITEBYTECODE is set, every process (test workers, fold
+# workers, CLI subprocesses) would otherwise recompile every imported module (~5 s each).
 $(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/uv
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements-dev.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements-dev.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/python -m compileall -q ml features experiments
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,6 +42,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow and not install and not postgres" -q
+
+# the slow tests alone (end-to-end CLI runs, browser, interrupts, most R-oracle comparisons): CI runs them
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "slow and not install and not postgres" -q
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not install and not postgres" -q

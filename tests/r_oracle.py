@@ -37,17 +37,24 @@ emit <- function(name, values) {{
 
 
 @functools.cache
-def missing_r(packages: tuple[str, ...]) -> str | None:
-    """Why R cannot serve as the oracle here (no Rscript, or a package missing), or None."""
+def _r_packages() -> tuple[frozenset[str], str | None]:
+    """The installed R packages (one quick Rscript call, nothing loaded), or why there are none."""
     rscript = shutil.which("Rscript")
     if rscript is None:
-        return "Rscript not found (Debian: r-base-core)"
-    probe = "; ".join(f"if (!requireNamespace('{p}', quietly = TRUE)) cat('{p} ')" for p in packages)
-    out = subprocess.run([rscript, "-e", probe or "invisible()"], capture_output=True, text=True,
-                         timeout=120)
+        return frozenset(), "Rscript not found (Debian: r-base-core)"
+    out = subprocess.run([rscript, "--vanilla", "-e", "cat(.packages(all.available = TRUE))"],
+                         capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
-        return f"Rscript failed: {out.stderr.strip()[:300]}"
-    absent = out.stdout.split()
+        return frozenset(), f"Rscript failed: {out.stderr.strip()[:300]}"
+    return frozenset(out.stdout.split()), None
+
+
+def missing_r(packages: tuple[str, ...]) -> str | None:
+    """Why R cannot serve as the oracle here (no Rscript, or a package missing), or None."""
+    installed, reason = _r_packages()
+    if reason:
+        return reason
+    absent = [p for p in packages if p not in installed]
     return f"R package(s) missing: {', '.join(absent)} (Debian: r-cran-*)" if absent else None
 
 

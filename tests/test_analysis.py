@@ -329,6 +329,7 @@ def test_analysis_collects_warnings_instead_of_losing_them(twin_small):
 # --- figures ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_analysis_figures_draw_every_panel(small_result, twin_small):
     figures = analysis_report.analysis_figures(small_result, twin_small.data)
     causal = {f"{kind}_{ep}.png" for kind in ("adjusted_curves", "rmst_tau") for ep in ("pfs", "os")}
@@ -360,6 +361,7 @@ def test_printed_report_shows_every_section(small_result):
 # --- the command -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_analyze_cli_end_to_end(mlflow_store, tmp_path):
     cohort = twin.generate(n=150, seed=4)
     data = tmp_path / "cohort.csv"
@@ -388,6 +390,7 @@ def test_analyze_cli_end_to_end(mlflow_store, tmp_path):
     ("constant_within_group", "'liver_mets' is 'no' for every patient in CIA"),
     ("separation", "perfect separation"),
 ])
+@pytest.mark.slow
 def test_analyze_cli_bad_input_exits_2_with_one_message(mlflow_store, tmp_path, problem, expected):
     df = twin.generate(n=120, seed=6).data
     if problem == "single_group":

@@ -31,6 +31,7 @@ def test_weighted_variance_by_hand():
     assert weighted_variance(b, np.array([3.0, 1, 0, 0]), binary=True) == pytest.approx(0.75 * 0.25)
 
 
+@pytest.mark.slow
 @needs_r()
 def test_weighted_variance_matches_r_cov_wt():
     rng = np.random.default_rng(5)

@@ -33,6 +33,7 @@ def test_config_typos_fail_at_load_time(tmp_path):
     assert B.load_config(None).models == list(models.MODEL_NAMES)
 
 
+@pytest.mark.slow
 def test_benchmark_result_and_json():
     cfg = _config()
     result = B.run_benchmark(B.prepare_data(cfg), cfg)
@@ -50,6 +51,7 @@ def test_benchmark_result_and_json():
     assert "Nadeau-Bengio" in doc["ci_method"]
 
 
+@pytest.mark.slow
 def test_iptw_is_skipped_without_a_treatment_column():
     cfg = B.load_config(None, dataset="veterans", folds=2, repeats=1, n_jobs=1, models=["cox", "iptw_cox"])
     data = B.prepare_data(cfg)
@@ -59,6 +61,7 @@ def test_iptw_is_skipped_without_a_treatment_column():
     assert list(result.leaderboard["model"]) == ["cox"]
 
 
+@pytest.mark.slow
 def test_folds_run_in_parallel_give_the_same_results_in_fold_order():
     serial = B.run_benchmark(B.prepare_data(_config()), _config())
     parallel = B.run_benchmark(B.prepare_data(_config()), _config(n_jobs=2))
@@ -71,6 +74,7 @@ def test_folds_run_in_parallel_give_the_same_results_in_fold_order():
     assert list(folds["fold"]) == sorted(folds["fold"])
 
 
+@pytest.mark.slow
 def test_km_by_risk_matches_lifelines():
     from lifelines import KaplanMeierFitter
 
@@ -93,6 +97,7 @@ def _without_timings(doc):
     return [_without_timings(v) for v in doc] if isinstance(doc, list) else doc
 
 
+@pytest.mark.slow
 def test_two_parallel_runs_write_the_same_bytes_apart_from_timings(tmp_path):
     outputs = []
     for k in range(2):
@@ -109,6 +114,7 @@ def test_two_parallel_runs_write_the_same_bytes_apart_from_timings(tmp_path):
     assert json.loads(outputs[0][0])["notes"]  # there are notes whose order could differ
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_with_mlflow(mlflow_store):
     out = mlflow_store / "bench"
     result = CliRunner().invoke(app, ["benchmark", "--n", "120", "--folds", "2", "--repeats", "1", "--n-jobs",
@@ -163,6 +169,7 @@ def table(tmp_path):
     return df, path
 
 
+@pytest.mark.slow
 def test_cli_runs_on_any_table(mlflow_store, table):
     _, path = table
     out = mlflow_store / "o"

@@ -78,6 +78,7 @@ def test_a_typo_or_bad_value_fails_at_load_naming_the_key(tmp_path, causal, name
 # --- analysis.json --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_json_causal_block_has_every_output_named_by_estimand_and_estimator(run):
     _, _, result = run
     c = result["causal"]
@@ -108,6 +109,7 @@ def test_json_causal_block_has_every_output_named_by_estimand_and_estimator(run)
         assert {"smd", "variance_ratio", "ks"} <= set(w["balance"][0])
 
 
+@pytest.mark.slow
 def test_entropy_balancing_balances_every_design_term_exactly_in_the_json(run):
     smd = [row["smd"] for row in run[2]["causal"]["weighting"]["ebal"]["balance"]]
     assert len(smd) > 10 and max(abs(v) for v in smd) < 1e-6

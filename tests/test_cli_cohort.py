@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from features import io
@@ -76,6 +77,7 @@ def test_describe_prints_table_one_and_medians(tmp_path):
         assert fragment in result.output
 
 
+@pytest.mark.slow
 def test_describe_logs_to_mlflow(tmp_path, mlflow_store):
     import mlflow  # heavy (~2 s): only this test reads the store back
 

@@ -75,6 +75,7 @@ def test_version_is_the_installed_distributions():
 # ------------------------------------------------------------------ --json: the result, alone on stdout
 
 
+@pytest.mark.slow
 def test_benchmark_json_is_the_summary_alone_on_stdout(tmp_path):
     result = _ok(["benchmark", *FAST_BENCHMARK, "--no-mlflow", "--out", str(tmp_path), "--json"])
     summary = json.loads(result.stdout)
@@ -83,6 +84,7 @@ def test_benchmark_json_is_the_summary_alone_on_stdout(tmp_path):
     assert "wrote" in result.stderr and "Harrell C" not in result.output
 
 
+@pytest.mark.slow
 def test_analyze_json_is_analysis_json(tmp_path):
     experiment = tmp_path / "fast.yaml"
     raw = yaml.safe_load(analysis.DEFAULT_CONFIG_PATH.read_text()) | {"bootstrap": 5}
@@ -108,6 +110,7 @@ def test_validate_json_reports_valid_and_invalid_tables(files, tmp_path):
     assert "age" in result.stderr
 
 
+@pytest.mark.slow
 def test_score_json_is_the_records(files, saved_model, tmp_path):
     result = _ok(["score", "--patient", str(files / "patient.json"), "--model", saved_model, "--json",
                   "--plot", str(tmp_path / "curve.png")])
@@ -129,6 +132,7 @@ def test_score_applies_the_mapping_before_the_contract(files, saved_model, tmp_p
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "mapped.csv"))
 
 
+@pytest.mark.slow
 def test_benchmark_and_explain_read_a_mapped_table_as_ours(files, tmp_path):
     """The same cohort under its own column names plus the mapping gives the same numbers."""
     common = ["--time", "pfs_months", "--event", "pfs_event", "--drop", "id,os_months,os_event",
@@ -168,6 +172,7 @@ def test_a_table_wider_than_the_console_is_printed_whole():
 # ------------------------------------------------------------------ progress callbacks
 
 
+@pytest.mark.slow
 def test_analysis_reports_each_bootstrap_resample(twin_small):
     calls = []
     config = analysis.AnalysisConfig(bootstrap=4, causal={"bootstrap": 0})
@@ -186,6 +191,7 @@ def test_explain_reports_each_model_fit():
     assert [(done, total) for _, done, total in calls] == [(0, 4), (1, 4), (2, 4), (4, 4)]
 
 
+@pytest.mark.slow
 def test_tuning_reports_trials_until_all_are_done(mlflow_store):
     from features import datasets
     from ml.workflows import tuning
@@ -200,6 +206,7 @@ def test_tuning_reports_trials_until_all_are_done(mlflow_store):
 # ------------------------------------------------------------------ MLflow: quiet, and its store named
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
 def test_mlflow_chatter_only_with_verbose(files, mlflow_store, verbose):
     args = ["score", "--patient", str(files / "patient.json"), "--out", str(mlflow_store / "s.json")]
@@ -210,6 +217,7 @@ def test_mlflow_chatter_only_with_verbose(files, mlflow_store, verbose):
     assert f"MLflow store sqlite:///{mlflow_store}/mlruns/mlflow.db" in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_every_logging_command_names_its_store(files, mlflow_store):
     result = _ok(["cohort", "describe", str(files / "cohort.csv"), "--mlflow"])
     assert re.search(rf"logged to MLflow run \w+ \(experiment 'cohort'\) in sqlite:///{mlflow_store}",

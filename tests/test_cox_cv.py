@@ -33,6 +33,7 @@ def default_twin():
     return models.make_pipeline("cox", data.spec)[0].fit_transform(data.X), data.y
 
 
+@pytest.mark.slow
 @needs_r("survival")
 def test_leave_one_out_cvpl_equals_r_partial_likelihoods(small):
     X, y = small
@@ -106,6 +107,7 @@ def test_bad_grid_is_refused_by_name(default_twin):
         CoxPHCV(alphas=[0.1, -1.0]).fit(X, y)
 
 
+@pytest.mark.slow
 def test_score_and_serve_default_to_the_cross_validated_ridge_cox():
     from ml.serving import resolve
 

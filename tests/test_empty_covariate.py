@@ -21,6 +21,7 @@ def empty_pdl1(tmp_path_factory, twin_small):
     return path
 
 
+@pytest.mark.slow
 def test_analyze_accepts_an_empty_confounder_and_warns(empty_pdl1, tmp_path):
     out = tmp_path / "a"
     result = CliRunner().invoke(app, ["analyze", "--data", str(empty_pdl1), "--out", str(out), "--no-mlflow",
@@ -35,6 +36,7 @@ def test_analyze_accepts_an_empty_confounder_and_warns(empty_pdl1, tmp_path):
     assert any("pdl1" in w for w in written["warnings"])
 
 
+@pytest.mark.slow
 def test_benchmark_accepts_an_empty_feature_and_warns(empty_pdl1, tmp_path):
     out = tmp_path / "b"
     # the command prints warnings as 'warning: ...' lines; under pytest they are caught here

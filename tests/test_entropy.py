@@ -100,6 +100,7 @@ def test_already_balanced_groups_keep_equal_weights():
     np.testing.assert_allclose(w, 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 @needs_r()
 def test_weights_match_a_base_r_newton_solution_of_the_dual():
     df = _toy(300, seed=8)

@@ -167,6 +167,7 @@ def test_fit_warnings_become_notes_and_caught_failures_an_error(simulated):
         L.fit_and_score(CoxPH(), bad, y_train, X_test, y_test, SCORING)
 
 
+@pytest.mark.slow
 def test_parallel_folds_come_back_in_fold_order():
     # plain stand-ins for folds keep the worker processes light (no imports to unpickle them)
     folds = [(0, k) for k in range(4)]

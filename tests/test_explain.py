@@ -173,6 +173,7 @@ def _survival_api(model, X, horizon):
 FAMILIES = ["cox", "iptw_cox", "coxnet", "rsf", "gbsa", "xgb_cox", "xgb_aft"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_risk_additivity_every_family_against_the_models_own_output(twin_fits, name):
     X, spec, fitted = twin_fits
@@ -184,6 +185,7 @@ def test_risk_additivity_every_family_against_the_models_own_output(twin_fits, n
     assert risk.exact and risk.values.shape == (len(X), risk.data.shape[1])
 
 
+@pytest.mark.slow
 def test_forest_survival_additivity_is_exact(twin_fits):
     X, spec, fitted = twin_fits
     surv = E.explain(fitted["rsf"], X, output="survival", horizon=12.0)

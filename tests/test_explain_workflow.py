@@ -132,6 +132,7 @@ def test_model_figures_name_each_file_and_refuse_an_unknown_patient(twin_data, e
 # ------------------------------------------------------------------ command
 
 
+@pytest.mark.slow
 def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_store):
     out = mlflow_store / "explain"
     result = CliRunner().invoke(app, ["explain", "--models", "cox,rsf", "--n", "150", "--seed", "4",
@@ -150,6 +151,7 @@ def test_explain_command_writes_summary_figures_waterfall_and_mlflow(mlflow_stor
     assert len(runs) == 1 and "metrics.recovery_rate_rsf" in runs.columns
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_gives_the_same_explanations(tmp_path):
     """Without --seed the random models are seeded too (the benchmark's default seed)."""
     docs = []

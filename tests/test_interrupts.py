@@ -166,6 +166,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.slow
 def test_tuning_workers_end_when_the_tuning_process_is_killed(tmp_path):
     script, journal = tmp_path / "tune_parent.py", tmp_path / "journal.log"
     script.write_text(_TUNE_PARENT)
@@ -226,6 +227,7 @@ def _benchmark(store: Path, log: str, *args: str, **popen) -> subprocess.Popen:
         return subprocess.Popen(cmd, cwd=store, env=env, stdout=output, stderr=subprocess.STDOUT, **popen)
 
 
+@pytest.mark.slow
 def test_sigkill_while_logging_leaves_no_running_run_and_no_live_worker(mlflow_store):
     from ml.cli import app
 

@@ -103,6 +103,7 @@ def _check_curves(browser):
     assert right <= inner and 500 < ends <= 560
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", list(SIZES))
 def test_page_scores_both_regimens_with_bands_and_the_card(server, browser, shots, size):
     card = _open(browser, server, size)
@@ -142,6 +143,7 @@ def test_page_scores_both_regimens_with_bands_and_the_card(server, browser, shot
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", list(SIZES))
 def test_a_failed_submission_clears_the_previous_result(server, browser, shots, size):
     _open(browser, server, size)
@@ -160,6 +162,7 @@ def test_a_failed_submission_clears_the_previous_result(server, browser, shots, 
     assert browser.save_screenshot(str(shots / f"page-error-{size}.png"))
 
 
+@pytest.mark.slow
 def test_docs_render_from_the_apps_own_assets(server, browser):
     browser.set_window_size(*SIZES["desktop"])
     browser.get(server.url + "/docs")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features import schema
 from ml.stats.causal.adjusted import causal_sample
@@ -71,6 +72,7 @@ def _compare(df: pd.DataFrame, r: dict, prefix: str, names) -> None:
         assert end_to_end["gformula"] < 1e-9, (prefix, confounders, end_to_end)  # no propensity in it
 
 
+@pytest.mark.slow
 @needs_r("riskRegression")
 def test_adjusted_curves_match_riskregression_ate(twin_small):
     """Given R's fitted propensities our estimators are R's to rounding; end to end (our own
@@ -103,6 +105,7 @@ for (tau in taus) for (ep in c("pfs", "os")) {
 """
 
 
+@pytest.mark.slow
 @needs_r()
 def test_rmst_and_se_match_survival_rmean(twin_small):
     df = twin_small.data

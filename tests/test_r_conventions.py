@@ -47,6 +47,7 @@ def _as_r_numbers(values: np.ndarray) -> np.ndarray:
 # --- propensity: glm ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_r()
 def test_propensity_is_the_glm_mle(twins):
     """Same design matrix: same coefficients; R's own factor coding of the raw table: same fitted
@@ -137,6 +138,7 @@ def _weighted_km_sets(twins: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndar
     return sets
 
 
+@pytest.mark.slow
 @needs_r()
 def test_km_median_and_ci_are_survfit_quantiles(twins):
     sets = _km_sets(twins)
@@ -187,6 +189,7 @@ def _cox_sets(twins: dict[str, pd.DataFrame]) -> dict[str, tuple[np.ndarray, ...
     return sets
 
 
+@pytest.mark.slow
 @needs_r()
 def test_iptw_cox_hr_naive_and_robust_se_are_coxph(twins):
     sets = _cox_sets(twins)
@@ -199,6 +202,7 @@ def test_iptw_cox_hr_naive_and_robust_se_are_coxph(twins):
         np.testing.assert_allclose(ours, r[name], rtol=R_TOL, err_msg=name)
 
 
+@pytest.mark.slow
 def test_iptw_cox_reports_both_intervals_and_names_the_primary(twins):
     df = twins["t101"]
     with_boot = run_analysis(df, AnalysisConfig(bootstrap=20))

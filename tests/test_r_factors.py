@@ -141,6 +141,7 @@ def _design(frame: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
 DATA_SETS = ["twin300", "twin101_na", "twin300_tied", "lung", "veteran"]
 
 
+@pytest.mark.slow
 @needs_r("survival", "car")
 @pytest.mark.parametrize("key", DATA_SETS)
 def test_cox_fit_and_joint_tests_equal_r(oracle, key):
@@ -168,6 +169,7 @@ def test_cox_fit_and_joint_tests_equal_r(oracle, key):
     np.testing.assert_allclose(uni["lr_chisq"], r["uni_lr"], rtol=RTOL)
 
 
+@pytest.mark.slow
 @needs_r("survival", "car")
 @pytest.mark.parametrize("key", [k for k in DATA_SETS if k.startswith("twin")])
 def test_the_analysis_joint_tests_equal_r_on_the_twin(oracle, key):
@@ -183,6 +185,7 @@ def test_the_analysis_joint_tests_equal_r_on_the_twin(oracle, key):
     np.testing.assert_allclose(uni["lr_chisq"], r["uni_lr"], rtol=RTOL)
 
 
+@pytest.mark.slow
 @needs_r("survival", "car")
 @pytest.mark.parametrize("key", DATA_SETS)
 def test_logrank_and_robust_score_tests_equal_r(oracle, key):

@@ -82,6 +82,7 @@ def cases():
     return out
 
 
+@pytest.mark.slow
 @needs_r("survival")
 def test_band_and_median_ci_equal_survfit_coxph(cases):
     frames = {}

@@ -78,6 +78,7 @@ def cohort(request):
     return {"twin": _twin, "lung": _lung}[request.param]()
 
 
+@pytest.mark.slow
 @needs_r("rms")
 def test_apparent_harrell_c_and_slope_equal_rms_validate(cohort):
     X, y = cohort
@@ -98,6 +99,7 @@ def test_optimism_is_close_to_rms_validate(cohort):
     assert summary.loc["calibration_slope_h", "optimism"] == pytest.approx(r["slope"][1], abs=0.08)
 
 
+@pytest.mark.slow
 @needs_r("rms")
 def test_smoothed_calibration_curve_equals_rms_cph_on_rcs():
     X, y = _twin()

@@ -140,6 +140,7 @@ def _ours(case: dict, weighted: bool, transform: str) -> pd.DataFrame:
 CASES = ["twin_pfs", "twin_os_tied_efron", "twin_os_tied_breslow", "twin_iptw", "lung", "veteran"]
 
 
+@pytest.mark.slow
 @needs_r("survival", "splines")
 @pytest.mark.parametrize("tag", CASES)
 def test_per_term_and_global_equal_r_cox_zph(tag):
@@ -155,6 +156,7 @@ def test_per_term_and_global_equal_r_cox_zph(tag):
             np.testing.assert_array_equal(rows["df"], r[f"{key}|df"])
 
 
+@pytest.mark.slow
 @needs_r("survival", "splines")
 @pytest.mark.parametrize("tag", ["twin_pfs", "twin_os_tied_efron", "twin_os_tied_breslow", "veteran"])
 def test_per_covariate_rows_equal_r_fitted_with_factors(tag):

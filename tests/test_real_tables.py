@@ -42,6 +42,7 @@ def cohort_csv(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_benchmark_scores_every_fold_of_the_cohort_table_with_every_model_family(cohort_csv, tmp_path):
     """The PD-L1 label `<1%` becomes the feature `pdl1=<1%`, a name xgboost itself refuses."""
     out = tmp_path / "bench"
@@ -58,6 +59,7 @@ def test_benchmark_scores_every_fold_of_the_cohort_table_with_every_model_family
     assert not [n for n in notes if "failed" in n]
 
 
+@pytest.mark.slow
 def test_explain_takes_the_cohort_table_with_xgboost(cohort_csv, tmp_path):
     out = tmp_path / "explain"
     result = runner.invoke(app, ["explain", "--data", str(cohort_csv), "--time", "pfs_months",
@@ -100,6 +102,7 @@ def test_a_feature_whose_levels_are_all_rare_drops_out():
     assert set(infrequent_levels(pre)["site"]) == set(tiny["site"])
 
 
+@pytest.mark.slow
 def test_benchmark_notes_name_the_pooled_levels():
     data = datasets.from_table(_table_with_rare_levels(), "months", "dead")
     config = bench.BenchmarkConfig(models=["cox"], folds=2, repeats=1, n_jobs=1)

@@ -50,6 +50,7 @@ def _survival_sample(n=200, seed=3):
     return risk, np.minimum(t_event, t_cens), (t_event <= t_cens).astype(int)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [0.2, 0.45])
 def test_net_benefit_equals_the_hand_formula_and_dcurves(threshold):
     risk, time, event = _survival_sample()

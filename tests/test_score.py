@@ -190,6 +190,7 @@ def test_refits_made_at_fit_travel_with_the_scorer(scorers, data):
     assert np.isnan(scorers["coxnet"].score(data.X.head(3))["surv_12m_low"]).all()  # none asked for
 
 
+@pytest.mark.slow
 def test_service_answers_with_the_intervals(scorers):
     from fastapi.testclient import TestClient
 
@@ -379,6 +380,7 @@ def test_outcome_columns_of_a_cohort_table_are_ignored(twin_small):
 # ------------------------------------------------------------------ MLflow pyfunc and registry
 
 
+@pytest.mark.slow
 def test_pyfunc_registry_and_default_model(mlflow_store, scorers, data):
     """Registered pyfunc == in-process numbers; `resolve_scorer()` registers a default once."""
     scorer = scorers["xgb_cox"]

@@ -55,12 +55,14 @@ def client(server):
         yield c
 
 
+@pytest.mark.slow
 def test_health_names_the_configured_model(client, model_dir):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["uri"] == model_dir
     assert body["model"] == "xgb_cox" and len(body["cutoffs"]) == 2
 
 
+@pytest.mark.slow
 def test_one_patient_matches_the_in_process_scorer(client, scorer):
     resp = client.post("/score", json=patient())
     assert resp.status_code == 200
@@ -86,6 +88,7 @@ def test_many_patients_and_curves(client):
     assert all(a >= b for a, b in zip(curve["survival"], curve["survival"][1:], strict=False))
 
 
+@pytest.mark.slow
 def test_concurrent_clients_get_consistent_answers(server):
     limits = httpx.Limits(max_connections=20)
     with httpx.Client(base_url=server.url, timeout=30, limits=limits) as shared:
@@ -113,6 +116,7 @@ def test_concurrent_clients_get_consistent_answers(server):
     ({"patients": [{}] * (serve.MAX_PATIENTS + 1)}, "patients", "at most 1000"),
     ([patient()], "body", "one patient object"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_422_naming_the_field(client, body, field, words):
     resp = client.post("/score", json=body)
     assert resp.status_code == 422, resp.text
@@ -301,6 +305,7 @@ def _payloads(draw):
     return {"patients": [body, dict(EXAMPLE_PATIENT)]} if kind == "batch" else body
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=_payloads())
 def test_random_payloads_never_give_a_500(client, payload):

@@ -61,6 +61,7 @@ def _plain(metrics):
     return {k for k in metrics if "." not in k and k not in BOOKKEEPING}
 
 
+@pytest.mark.slow
 def test_benchmark_and_tuning_runs_share_one_metric_vocabulary(store):
     _, runs = store
     (bench, children), (tune, _) = runs["benchmark"], runs["tune"]
@@ -76,6 +77,7 @@ def test_benchmark_and_tuning_runs_share_one_metric_vocabulary(store):
     assert not any(k.startswith("outer_") for k in tune.data.metrics)
 
 
+@pytest.mark.slow
 def test_a_validation_run_speaks_the_same_vocabulary(store):
     """`rechallenge validate` logs its optimism-corrected figures under the benchmark's names."""
     _, runs = store
@@ -86,6 +88,7 @@ def test_a_validation_run_speaks_the_same_vocabulary(store):
     assert {"apparent.harrell_c", "optimism.harrell_c"} <= set(validation.data.metrics)
 
 
+@pytest.mark.slow
 def test_the_benchmark_parent_carries_the_best_model_and_spans_the_work(store):
     _, runs = store
     parent, children = runs["benchmark"]
@@ -106,6 +109,7 @@ def test_the_benchmark_parent_carries_the_best_model_and_spans_the_work(store):
     assert parent.info.end_time >= max(c.info.end_time for c in children)
 
 
+@pytest.mark.slow
 def test_runs_carry_standard_tags_and_no_parameter_twice(store):
     _, runs = store
     everything = [runs["benchmark"][0], *runs["benchmark"][1], runs["tune"][0]]
@@ -121,6 +125,7 @@ def test_runs_carry_standard_tags_and_no_parameter_twice(store):
     assert len(runs["tune"][0].inputs.dataset_inputs) == 1
 
 
+@pytest.mark.slow
 def test_every_experiment_has_a_description(store):
     client, _ = store
     for name in ("cohort", "analysis", "benchmark", "explain", "tune", "score"):
@@ -129,6 +134,7 @@ def test_every_experiment_has_a_description(store):
         assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+@pytest.mark.slow
 def test_the_registered_version_carries_its_evidence(store):
     client, runs = store
     tune = runs["tune"][0]

@@ -183,6 +183,7 @@ def _job(data, storage, name, n_trials, worker, invocation="test"):
                           invocation, None)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_study_without_lost_or_duplicated_trials(tmp_path, data):
     storage = str(tmp_path / "journal.log")
     tune.create_studies(tune.open_storage(storage), ["shared"], "maximize", "fp")
@@ -227,6 +228,7 @@ def test_a_study_of_other_data_or_direction_is_refused(tmp_path):
 
 
 # ---- nested CV + MLflow ---------------------------------------------------------------
+@pytest.mark.slow
 def test_nested_cv_has_one_study_per_outer_fold_plus_the_final_one(tmp_path, data):
     cfg = tune.TuneConfig(model="coxnet", n_trials=2, outer_folds=2, inner_folds=2, seed=1,
                           storage=str(tmp_path / "j.log"), pruner_startup_trials=1)
@@ -252,6 +254,7 @@ def _evidence(c, slope, default_c=0.60, default_slope=1.0, key="uno_c"):
             "default.calibration_slope_12": default_slope}
 
 
+@pytest.mark.slow
 def test_champion_moves_only_by_the_rule_of_discrimination_and_calibration(mlflow_store):
     from sklearn.dummy import DummyRegressor
 

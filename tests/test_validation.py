@@ -137,6 +137,7 @@ def test_cli_bad_flags_exit_2(tmp_path, args, message):
     assert not (tmp_path / "o" / "validation.json").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_run_carries_the_vocabulary(mlflow_store):
     from mlflow.tracking import MlflowClient
 
