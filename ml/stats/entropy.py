@@ -23,7 +23,6 @@ hull of its design rows, admits no positive weights: `CausalInputError` names th
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +33,11 @@ from sklearn.pipeline import Pipeline
 from features import schema
 from features.contract import split_term
 from features.pipeline import FeatureSpec, build_preprocessor, cohort_spec
-from ml.stats.errors import CausalInputError, ExtremeWeightsWarning
+from ml.stats.errors import CausalInputError
 from ml.stats.positivity import check_confounders, group_sizes
 from ml.stats.weighting import (
     DEFAULT_CONFOUNDERS,
-    EXTREME_ESS_FRACTION,
-    EXTREME_WEIGHT_RATIO,
+    warn_extreme_weights,
     weight_diagnostics,
 )
 
@@ -219,21 +217,11 @@ def design_smd(design: np.ndarray, treated: np.ndarray, weights: np.ndarray) -> 
 
 
 def _warn_extreme(diagnostics: pd.DataFrame) -> None:
-    """Warn with the ESS when exact balance was bought with a few heavy patients.
-
-    (Same thresholds as the IPTW warning; truncating would undo the exact balance, so the advice
-    differs.)"""
-    groups = diagnostics[diagnostics["group"] != "all"]
-    bad = groups[(groups["ess_fraction"] < EXTREME_ESS_FRACTION)
-                 | (groups["max_to_mean"] > EXTREME_WEIGHT_RATIO)]
-    if len(bad):
-        parts = [f"{r.group}: ESS {r.ess:.1f} of {r.n} patients ({100 * r.ess_fraction:.0f}%), "
-                 f"largest weight {r.max_to_mean:.1f}x the group mean" for r in bad.itertuples()]
-        warnings.warn(
-            "extreme entropy balancing weights, the weighted estimates rest on few patients ("
-            + "; ".join(parts) + "); the groups differ strongly on the confounders: consider fewer "
-            "or coarser confounders, or overlap weights (method 'overlap')",
-            ExtremeWeightsWarning, stacklevel=3)
+    """Warn with the ESS when exact balance was bought with a few heavy patients (the IPTW rule;
+    truncating would undo the exact balance, so the advice differs)."""
+    warn_extreme_weights(diagnostics, kind="entropy balancing",
+                         advice="the groups differ strongly on the confounders: consider fewer or coarser "
+                                "confounders, or overlap weights (method 'overlap')", stacklevel=3)
 
 
 def estimate_entropy_balance(df: pd.DataFrame,

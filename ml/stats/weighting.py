@@ -126,18 +126,22 @@ def weight_diagnostics(weights: np.ndarray, treated: np.ndarray,
     return pd.DataFrame(rows)
 
 
-def warn_extreme_weights(diagnostics: pd.DataFrame) -> None:
-    """Warn (with the ESS) when a group's weights are dominated by a few patients."""
+IPTW_ADVICE = "consider truncation (e.g. truncate: [1, 99]) or overlap weights"
+
+
+def warn_extreme_weights(diagnostics: pd.DataFrame, kind: str = "IPTW", advice: str = IPTW_ADVICE,
+                         stacklevel: int = 2) -> None:
+    """Warn (with the ESS) when a group's weights are dominated by a few patients: the one rule
+    (ESS below EXTREME_ESS_FRACTION of the group, or a weight above EXTREME_WEIGHT_RATIO times
+    its mean) for every weighting method; `kind` names the weights and `advice` what to do."""
     groups = diagnostics[diagnostics["group"] != "all"]
     bad = groups[(groups["ess_fraction"] < EXTREME_ESS_FRACTION)
                  | (groups["max_to_mean"] > EXTREME_WEIGHT_RATIO)]
     if len(bad):
         parts = [f"{r.group}: ESS {r.ess:.1f} of {r.n} patients ({100 * r.ess_fraction:.0f}%), "
                  f"largest weight {r.max_to_mean:.1f}x the group mean" for r in bad.itertuples()]
-        warnings.warn(
-            "extreme IPTW weights, the weighted estimates rest on few patients (" + "; ".join(parts)
-            + "); consider truncation (e.g. truncate: [1, 99]) or overlap weights",
-            ExtremeWeightsWarning, stacklevel=2)
+        warnings.warn(f"extreme {kind} weights, the weighted estimates rest on few patients ("
+                      + "; ".join(parts) + f"); {advice}", ExtremeWeightsWarning, stacklevel=stacklevel + 1)
 
 
 @dataclass(frozen=True)
