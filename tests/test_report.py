@@ -167,7 +167,8 @@ def test_every_section_figure_and_table_present_and_nothing_external(report_html
     assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {"http://www.w3.org/2000/svg",
                                                                "http://www.w3.org/1999/xlink"}
     assert doc.classes.count("reading") == len(SECTIONS)
-    assert BANNER in html and "not computed by this version of analyze" in html
+    assert BANNER in html and "not computed by this version of analyze" not in html  # analyze's causal block
+    assert 'id="evalues-pfs"' in html or "evalues-pfs" in html
     assert render(content) == html  # the same content gives the same bytes (fixed ids, no dates)
 
 
