@@ -16,6 +16,14 @@ import pandas as pd
 from ml.reporting.analysis_plots import group_colours
 from ml.reporting.love_plot import love_figure
 
+ESTIMATOR_NAMES = {"iptw": "IPTW-weighted Kaplan-Meier", "gformula": "G-formula (standardised Cox)",
+                   "ipcw": "IPTW with censoring weights", "aiptw": "doubly robust AIPTW"}
+"""Figure labels in words for the estimator ids of `ml.stats.causal`."""
+
+
+def estimator_name(est: str) -> str:
+    return ESTIMATOR_NAMES.get(est, est)
+
 
 def _band(ax, x, y, lo, hi, colour: str, label: str) -> None:
     ax.step(x, y, where="post", color=colour, label=label, linewidth=1.4)
@@ -50,7 +58,7 @@ def adjusted_curves_figure(curves: pd.DataFrame, differences: pd.DataFrame, arms
         for h in horizons:
             for ax in (top, bottom):
                 ax.axvline(h, color="grey", linestyle=":", linewidth=0.7)
-        top.set_title(est, fontsize=10)
+        top.set_title(estimator_name(est), fontsize=10)
         top.set_ylim(-0.05, 1.05)
         top.set_ylabel("adjusted survival")
         bottom.set_ylabel("difference in survival")
@@ -68,7 +76,8 @@ def rmst_tau_figure(by_tau: pd.DataFrame, arms: Sequence[str], title: str):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
     for i, (est, part) in enumerate(by_tau.groupby("estimator", sort=False)):
-        ax.plot(part["time"], part["difference"], color=palette[i % 4], label=est, linewidth=1.4)
+        ax.plot(part["time"], part["difference"], color=palette[i % 4], label=estimator_name(est),
+                linewidth=1.4)
         if np.isfinite(part["ci_low"].to_numpy(float)).any():
             ax.fill_between(part["time"], part["ci_low"], part["ci_high"], color=palette[i % 4],
                             alpha=0.12, linewidth=0)
