@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,29 +44,48 @@ def bootstrap_iptw(df: pd.DataFrame, iptw: IPTW, replicates: int, seed: int,
     design = propensity_design(iptw, df)
     outcomes = {ep: (df[t].to_numpy(float), df[e].to_numpy().astype(bool))
                 for ep, (t, e) in schema.ENDPOINTS.items()}
-    rng = np.random.default_rng(seed)
-    rows, failed = [], 0
-    for done in range(1, replicates + 1):
-        idx = stratified_resample(iptw.treated, rng)
+
+    def one(idx: np.ndarray) -> dict[str, float]:
         t = iptw.treated[idx]
+        w = refit_weights(design[idx], t, iptw.estimand, iptw.stabilized, iptw.truncate)
+        return _replicate(outcomes, idx, t, w)
+
+    rows, failed = run_resamples(iptw.treated, replicates, seed, one, progress,
+                                 what="bootstrap resamples", unit="group")
+    out = pd.DataFrame(rows)
+    out.attrs["failed"] = failed
+    return out
+
+
+def run_resamples(treated: np.ndarray, replicates: int, seed: int, one: Callable[[np.ndarray], Any],
+                  progress: Callable[[int, int], None] | None = None, *, what: str = "bootstrap resamples",
+                  unit: str = "group") -> tuple[list[Any], int]:
+    """The one resampling loop: `replicates` resamples drawn within each group
+    (`stratified_resample`, seeded), `one(rows)` on each, quasi-separation warnings silenced.
+
+    A resample whose propensity or Cox fit fails is left out and counted (with a warning naming
+    `what`); if every one fails, `CausalInputError`. Returns (the results, the number failed).
+    `progress(done, replicates)` after each resample.
+    """
+    rng = np.random.default_rng(seed)
+    results, failed = [], 0
+    for done in range(1, replicates + 1):
+        idx = stratified_resample(treated, rng)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a resample may be quasi-separated: fine here
-                w = refit_weights(design[idx], t, iptw.estimand, iptw.stabilized, iptw.truncate)
-                rows.append(_replicate(outcomes, idx, t, w))
+                results.append(one(idx))
         except (CausalInputError, np.linalg.LinAlgError, ValueError):
             failed += 1
         if progress is not None:
             progress(done, replicates)
-    if replicates and not rows:
-        raise CausalInputError(f"none of the {replicates} bootstrap resamples could be analysed (every "
-                               "propensity or Cox fit failed): too few events or patients per group")
-    out = pd.DataFrame(rows)
-    out.attrs["failed"] = failed
+    if replicates and not results:
+        raise CausalInputError(f"none of the {replicates} {what} could be analysed (every "
+                               f"propensity or Cox fit failed): too few events or patients per {unit}")
     if failed:
-        warnings.warn(f"{failed} of {replicates} bootstrap resamples could not be analysed "
-                      "(Cox or propensity fit failed) and were left out", stacklevel=2)
-    return out
+        warnings.warn(f"{failed} of {replicates} {what} could not be analysed "
+                      "(Cox or propensity fit failed) and were left out", stacklevel=3)
+    return results, failed
 
 
 def percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float]:

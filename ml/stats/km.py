@@ -47,6 +47,13 @@ def _event_counts(time, event, weights=None) -> tuple[np.ndarray, np.ndarray, np
     return times[keep], at_risk[first][keep], deaths[keep]
 
 
+def step_at(knots, values, at, start: float = 1.0) -> np.ndarray:
+    """A right-continuous step function (value `start` before the first knot) read at `at`."""
+    knots, values = np.asarray(knots, dtype=float), np.asarray(values, dtype=float)
+    index = np.searchsorted(knots, np.asarray(at, dtype=float), side="right")
+    return np.concatenate([[start], values])[index]
+
+
 def weighted_km(time, event, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan-Meier (optionally weighted) at the distinct event times: (times, survival)."""
     times, at_risk, deaths = _event_counts(time, event, weights)

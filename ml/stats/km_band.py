@@ -18,12 +18,6 @@ from ml.stats.errors import CausalInputError
 from ml.stats.weighting import IPTW, propensity_design, refit_weights, stratified_resample
 
 
-def step_at(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """A right-continuous step function (value 1 before the first time) read at `grid`."""
-    idx = np.searchsorted(np.asarray(times, float), np.asarray(grid, float), side="right") - 1
-    return np.where(idx >= 0, np.asarray(values, float)[np.clip(idx, 0, None)], 1.0)
-
-
 def weighted_km_band(df, iptw: IPTW, time: np.ndarray, event: np.ndarray, grid: np.ndarray,
                      replicates: int, seed: int, alpha: float = 0.05) -> dict[bool, tuple[np.ndarray, ...]]:
     """{treated flag: (low, high)} pointwise percentile band of each group's weighted KM on `grid`."""
@@ -42,7 +36,7 @@ def weighted_km_band(df, iptw: IPTW, time: np.ndarray, event: np.ndarray, grid: 
         for flag in (True, False):
             m = t == flag
             times, surv = km.weighted_km(time[idx][m], event[idx][m], w[m])
-            curves[flag].append(step_at(times, surv, grid))
+            curves[flag].append(km.step_at(times, surv, grid))
     q = (100 * alpha / 2, 100 * (1 - alpha / 2))
     return {flag: tuple(np.percentile(np.vstack(c), q, axis=0)) if c else
             (np.full(len(grid), np.nan), np.full(len(grid), np.nan)) for flag, c in curves.items()}

@@ -17,7 +17,8 @@ from ml.reporting.nomogram import level_label
 from ml.reporting.report.content import KMPanel, Nomogram, Study
 from ml.stats import km
 from ml.stats.cox_tables import ENDPOINT_NAMES
-from ml.stats.km_band import reverse_km_median, step_at, weighted_km_band
+from ml.stats.km import step_at
+from ml.stats.km_band import reverse_km_median, weighted_km_band
 from ml.workflows.analysis_result import AnalysisResult
 
 GROUPS = (schema.TREATED, schema.CONTROL)

@@ -61,16 +61,11 @@ class CausalSample:
                             outcome)
 
 
-def _step(knots: np.ndarray, values: np.ndarray, at: np.ndarray, start: float = 1.0) -> np.ndarray:
-    """A right-continuous step function (value `start` before the first knot) at `at`."""
-    return np.concatenate([[start], values])[np.searchsorted(knots, at, side="right")]
-
-
 def iptw_km(sample: CausalSample, arm: bool, grid: np.ndarray) -> np.ndarray:
     """IPTW-weighted Kaplan-Meier of one arm at the grid times."""
     mask = sample.treated == arm
     knots, surv = km.weighted_km(sample.time[mask], sample.event[mask], sample.ipw[mask])
-    return _step(knots, surv, grid)
+    return km.step_at(knots, surv, grid)
 
 
 def _ipcw_risk(sample: CausalSample, w: np.ndarray, censoring: CensoringModel,
